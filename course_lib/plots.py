@@ -1,0 +1,105 @@
+"""Matplotlib figures in one consistent style; every function returns the Figure."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+COLORS = ["#1f6f8b", "#e07a5f", "#3d9970", "#9b5de5", "#f2a541", "#5c677d", "#d62839", "#00a6a6"]
+
+STYLE = {
+    "figure.figsize": (7.0, 3.8),
+    "figure.dpi": 90,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.prop_cycle": matplotlib.cycler(color=COLORS),
+    "font.size": 10,
+    "axes.titleweight": "bold",
+    "legend.frameon": False,
+}
+
+
+def use_course_style() -> None:
+    """Apply the course's matplotlib style globally."""
+    plt.rcParams.update(STYLE)
+
+
+def _new_axes(ax=None, figsize=None):
+    use_course_style()
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize)
+    return fig, ax
+
+
+def _check_mapping(values: Mapping, what: str) -> None:
+    if not values:
+        raise ValueError(f"Nothing to plot: {what} is empty.")
+
+
+def plot_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], ylabel: str = "loss",
+                title: str = "", xlabel: str = "step", logy: bool = False, ax=None) -> Figure:
+    """Line plot of named (x, y) series, e.g. loss curves of several runs."""
+    _check_mapping(curves, "curves")
+    fig, ax = _new_axes(ax)
+    for label, (xs, ys) in curves.items():
+        ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, ms=3, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_histories(histories: Mapping[str, "object"], key: str = "val_loss", title: str = "",
+                   logy: bool = False, ax=None) -> Figure:
+    """Compare one logged quantity (e.g. val_accuracy) across several training Histories."""
+    _check_mapping(histories, "histories")
+    return plot_curves({name: h.series(key) for name, h in histories.items()}, ylabel=key, title=title,
+                       logy=logy, ax=ax)
+
+
+def plot_bars(values: Mapping[str, float], ylabel: str = "", title: str = "", log: bool = False,
+              fmt: str = "{:,.3g}", ax=None) -> Figure:
+    """Bar chart of named values with the value printed on each bar."""
+    _check_mapping(values, "values")
+    fig, ax = _new_axes(ax)
+    names, heights = list(values), list(values.values())
+    bars = ax.bar(names, heights, color=[COLORS[i % len(COLORS)] for i in range(len(names))])
+    for bar, h in zip(bars, heights):
+        ax.annotate(fmt.format(h), (bar.get_x() + bar.get_width() / 2, h), ha="center", va="bottom", fontsize=8)
+    if log:
+        ax.set_yscale("log")
+    ax.set(ylabel=ylabel, title=title)
+    ax.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    return fig
+
+
+def plot_param_counts(counts: Mapping[str, int], log: bool = False, title: str = "Parameters", ax=None) -> Figure:
+    """Bar chart of parameter counts (log scale optional)."""
+    return plot_bars(counts, ylabel="parameters" + (" (log scale)" if log else ""), title=title, log=log,
+                     fmt="{:,.0f}", ax=ax)
+
+
+def plot_storage_vs_tasks(full_model_bytes: float, module_bytes: Mapping[str, float], max_tasks: int = 20,
+                          title: str = "Storage for N tasks", ax=None) -> Figure:
+    """Disk needed for N tasks: N full fine-tuned copies vs one base + N small modules each."""
+    if max_tasks < 1:
+        raise ValueError(f"max_tasks must be >= 1, got {max_tasks}.")
+    fig, ax = _new_axes(ax)
+    n = list(range(1, max_tasks + 1))
+    gb = 1024 ** 3
+    ax.plot(n, [k * full_model_bytes / gb for k in n], marker="o", ms=3, label="full fine-tuning (N copies)")
+    for name, b in module_bytes.items():
+        ax.plot(n, [(full_model_bytes + k * b) / gb for k in n], marker="o", ms=3, label=f"base + N x {name}")
+    ax.set(xlabel="number of tasks N", ylabel="storage (GB)", title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,188 @@
+"""One training loop for every notebook: AdamW, warmup + cosine decay, clipping, eval.
+
+Works for any model whose ``forward(**batch)`` returns an object with ``.loss``
+and ``.logits`` — the course's models and Hugging Face models alike — so the
+same loop trains classifiers, causal LMs and masked LMs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .profiles import get_device
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run."""
+
+    steps: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 25
+    eval_batch_size: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
+            raise ValueError("steps, batch_size and eval_every must all be >= 1.")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}.")
+
+
+class History:
+    """What happened during training: one record per logged step."""
+
+    def __init__(self, records: list[dict] | None = None) -> None:
+        self.records: list[dict] = list(records or [])
+
+    def log(self, **values: Any) -> None:
+        """Append one record (step, train_loss, val_loss, val_accuracy, tokens_per_s, wall_s...)."""
+        self.records.append(values)
+
+    def series(self, key: str) -> tuple[list[int], list[float]]:
+        """Steps and values of one logged quantity (records that lack it are skipped)."""
+        rows = [r for r in self.records if r.get(key) is not None]
+        if not rows and self.records:
+            keys = sorted({k for r in self.records for k in r})
+            raise KeyError(f"No record has {key!r}; logged keys: {keys}.")
+        return [r["step"] for r in rows], [r[key] for r in rows]
+
+    def last(self, key: str) -> float:
+        """The most recent value of a logged quantity."""
+        return self.series(key)[1][-1]
+
+    def to_dict(self) -> dict:
+        """Plain-dict form for JSON."""
+        return {"records": self.records}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "History":
+        """Rebuild from `to_dict` output."""
+        return cls(data["records"])
+
+    def plot(self, keys: Sequence[str] = ("train_loss", "val_loss"), title: str = "Loss", ax=None):
+        """Plot the given quantities against step; returns the figure."""
+        from .plots import plot_curves
+
+        return plot_curves({k: self.series(k) for k in keys}, ylabel=", ".join(keys), title=title, ax=ax)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        return f"History({len(self.records)} records)"
+
+
+def lr_multiplier(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to ``min_ratio`` at ``total`` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; biases and norm weights get no weight decay."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    if not decay and not no_decay:
+        raise ValueError("The model has no trainable parameters: unfreeze something before training.")
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Sequence, collate_fn: Callable, device: torch.device | None = None,
+             batch_size: int = 128) -> dict[str, float]:
+    """Mean loss over a dataset, plus accuracy when the model is a classifier."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    loss_sum, n_loss, correct, n_cls = 0.0, 0, 0, 0
+    for batch in loader:
+        batch = _to_device(batch, device)
+        out = model(**batch)
+        weight = int((batch["labels"] != -100).sum()) if out.logits.dim() == 3 else len(batch["labels"])
+        loss_sum += float(out.loss) * weight
+        n_loss += weight
+        if out.logits.dim() == 2:  # sequence classification
+            correct += int((out.logits.argmax(-1) == batch["labels"]).sum())
+            n_cls += len(batch["labels"])
+    model.train(was_training)
+    result = {"loss": loss_sum / max(1, n_loss)}
+    if n_cls:
+        result["accuracy"] = correct / n_cls
+    return result
+
+
+def train(model: nn.Module, train_data: Sequence, collate_fn: Callable, config: TrainConfig,
+          eval_data: Sequence | None = None, device: torch.device | None = None,
+          desc: str = "train", show_progress: bool = True) -> History:
+    """Train ``model`` for ``config.steps`` optimizer steps and return its History."""
+    if len(train_data) == 0:
+        raise ValueError("train_data is empty.")
+    device = device or get_device()
+    model.to(device).train()
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
+    warmup = int(config.warmup_ratio * config.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_multiplier(s, config.steps, warmup, config.min_lr_ratio)
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=False,
+                        collate_fn=collate_fn, generator=generator)
+    params = [p for p in model.parameters() if p.requires_grad]
+    history, batches = History(), iter(loader)
+    start, tokens, running = time.perf_counter(), 0, []
+    bar = tqdm(range(1, config.steps + 1), desc=desc, disable=not show_progress, leave=False)
+    for step in bar:
+        try:
+            batch = next(batches)
+        except StopIteration:  # start a new epoch
+            batches = iter(loader)
+            batch = next(batches)
+        batch = _to_device(batch, device)
+        loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+        running.append(loss.item())
+        if step % config.eval_every == 0 or step == config.steps:
+            wall = time.perf_counter() - start
+            record = {"step": step, "train_loss": sum(running) / len(running), "lr": scheduler.get_last_lr()[0],
+                      "tokens_per_s": tokens / wall, "wall_s": wall}
+            running = []
+            if eval_data is not None:
+                metrics = evaluate(model, eval_data, collate_fn, device, config.eval_batch_size)
+                record.update({f"val_{k}": v for k, v in metrics.items()})
+            history.log(**record)
+            bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("train_loss", "val_loss", "val_accuracy")})
+    model.eval()
+    return history

@@ -1,0 +1,50 @@
+import math
+
+import pytest
+import torch
+
+from course_lib.metrics import accuracy, perplexity
+from course_lib.plots import plot_bars, plot_curves, plot_histories, plot_param_counts, plot_storage_vs_tasks
+from course_lib.train import History
+
+
+def test_bar_plots_return_figures_with_one_bar_per_value():
+    fig = plot_param_counts({"full": 1_000_000, "lora": 2_000}, log=True)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 2 and ax.get_yscale() == "log"
+    fig = plot_bars({"a": 0.5, "b": 0.9, "c": 0.7}, ylabel="accuracy")
+    assert [p.get_height() for p in fig.axes[0].patches] == [0.5, 0.9, 0.7]
+
+
+def test_curves_and_histories():
+    fig = plot_curves({"run": ([1, 2, 3], [3.0, 2.0, 1.0])}, logy=True)
+    assert fig.axes[0].lines[0].get_ydata().tolist() == [3.0, 2.0, 1.0]
+    h = History([{"step": 1, "val_loss": 2.0}, {"step": 2, "val_loss": 1.0}])
+    fig = plot_histories({"a": h, "b": h}, key="val_loss")
+    assert len(fig.axes[0].lines) == 2
+
+
+def test_storage_plot_lines_are_linear_in_tasks():
+    fig = plot_storage_vs_tasks(1024 ** 3, {"adapter": 1024 ** 2}, max_tasks=10)
+    full, peft = fig.axes[0].lines
+    assert full.get_ydata()[-1] == pytest.approx(10.0)
+    assert peft.get_ydata()[-1] == pytest.approx(1 + 10 / 1024)
+    with pytest.raises(ValueError):
+        plot_storage_vs_tasks(1.0, {}, max_tasks=0)
+
+
+def test_empty_inputs_fail_clearly():
+    with pytest.raises(ValueError, match="empty"):
+        plot_bars({})
+    with pytest.raises(ValueError, match="empty"):
+        plot_curves({})
+
+
+def test_metrics():
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+    assert accuracy(logits, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="rows"):
+        accuracy(logits, torch.tensor([0]))
+    assert perplexity(math.log(7)) == pytest.approx(7)
+    with pytest.raises(ValueError):
+        perplexity(-1.0)

@@ -1,0 +1,111 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib.train import History, TrainConfig, evaluate, lr_multiplier, make_optimizer, train
+
+
+class BagClassifier(nn.Module):
+    """Mean of token embeddings -> linear: enough to learn 'is token 3 present'."""
+
+    def __init__(self, vocab=8, classes=2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, 16)
+        self.out = nn.Linear(16, classes)
+
+    def forward(self, input_ids, attention_mask, labels=None):
+        logits = self.out(self.embed(input_ids).mean(1))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SimpleNamespace(loss=loss, logits=logits)
+
+
+def make_data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(n):
+        ids = torch.randint(4, 8, (5,), generator=g)
+        label = int(torch.rand(1, generator=g) < 0.5)
+        if label:
+            ids[int(torch.randint(0, 5, (1,), generator=g))] = 3
+        rows.append({"ids": ids, "label": label})
+    return rows
+
+
+def collate(rows):
+    ids = torch.stack([r["ids"] for r in rows])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+            "labels": torch.tensor([r["label"] for r in rows])}
+
+
+def test_training_learns_and_logs():
+    torch.manual_seed(0)
+    model = BagClassifier()
+    data = make_data()
+    before = evaluate(model, data, collate)
+    hist = train(model, data, collate, TrainConfig(steps=120, batch_size=16, lr=5e-2, eval_every=40),
+                 eval_data=data, device=torch.device("cpu"), show_progress=False)
+    after = evaluate(model, data, collate)
+    assert after["loss"] < before["loss"] and after["accuracy"] > 0.9
+    assert [r["step"] for r in hist.records] == [40, 80, 120]
+    for key in ("train_loss", "val_loss", "val_accuracy", "tokens_per_s", "wall_s", "lr"):
+        assert key in hist.records[-1]
+    assert hist.last("val_accuracy") == pytest.approx(after["accuracy"])
+
+
+def test_training_is_deterministic():
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = BagClassifier()
+        train(model, make_data(), collate, TrainConfig(steps=10, batch_size=8, eval_every=5),
+              device=torch.device("cpu"), show_progress=False)
+        results.append(model.out.weight.detach().clone())
+    assert torch.equal(*results)
+
+
+def test_frozen_parameters_do_not_move():
+    model = BagClassifier()
+    model.embed.weight.requires_grad_(False)
+    frozen = model.embed.weight.clone()
+    train(model, make_data(), collate, TrainConfig(steps=5, batch_size=8, eval_every=5),
+          device=torch.device("cpu"), show_progress=False)
+    assert torch.equal(frozen, model.embed.weight)
+
+
+def test_schedule_warmup_then_decay():
+    values = [lr_multiplier(s, 100, 10, 0.1) for s in range(101)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+    assert values[100] == pytest.approx(0.1)
+
+
+def test_optimizer_groups_and_errors():
+    model = BagClassifier()
+    opt = make_optimizer(model, 1e-3, 0.1)
+    decays = sorted(g["weight_decay"] for g in opt.param_groups)
+    assert decays == [0.0, 0.1]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        make_optimizer(model, 1e-3, 0.1)
+    with pytest.raises(ValueError):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        TrainConfig(warmup_ratio=1.5)
+    with pytest.raises(ValueError, match="empty"):
+        train(BagClassifier(), [], collate, TrainConfig(steps=1), show_progress=False)
+
+
+def test_history_round_trip_and_plot():
+    h = History()
+    h.log(step=1, train_loss=2.0)
+    h.log(step=2, train_loss=1.0, val_loss=1.5)
+    assert h.series("val_loss") == ([2], [1.5])
+    again = History.from_dict(h.to_dict())
+    assert again.records == h.records and len(again) == 2
+    fig = h.plot()
+    assert len(fig.axes[0].lines) == 2
+    with pytest.raises(KeyError, match="logged keys"):
+        h.series("val_bleu")
