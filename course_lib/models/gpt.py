@@ -1,0 +1,133 @@
+"""A small GPT (decoder-only, pre-LN) language model in the spirit of nanoGPT."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import FeedForward, MultiHeadSelfAttention
+from .common import config_from_dict, init_weights, validate_sizes
+from .outputs import ModelOutput
+
+
+@dataclass
+class GPTConfig:
+    """Hyper-parameters of :class:`GPT`."""
+
+    vocab_size: int
+    max_len: int = 64
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 512
+    dropout: float = 0.1
+    pad_token_id: int = 0
+    eos_token_id: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        validate_sizes(self)
+        if self.eos_token_id is not None and not 0 <= self.eos_token_id < self.vocab_size:
+            raise ValueError(f"GPTConfig.eos_token_id must be None or in [0, {self.vocab_size}), got {self.eos_token_id!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (JSON friendly)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GPTConfig":
+        """Inverse of :meth:`to_dict`."""
+        return config_from_dict(cls, d)
+
+
+class GPTBlock(nn.Module):
+    """Pre-LN transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(config.d_model)
+        self.attn = MultiHeadSelfAttention(config.d_model, config.n_heads, config.dropout, causal=True)
+        self.mlp_norm = nn.LayerNorm(config.d_model)
+        self.mlp = FeedForward(config.d_model, config.d_ff, config.dropout)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
+        """Run attention then MLP, each as a residual branch."""
+        x = x + self.drop(self.attn(self.attn_norm(x), attention_mask))
+        x = x + self.drop(self.mlp(self.mlp_norm(x)))
+        return x
+
+
+class GPT(nn.Module):
+    """Decoder-only causal language model with learned positions and a tied LM head."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tok_embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_embed = nn.Embedding(config.max_len, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList([GPTBlock(config) for _ in range(config.n_layers)])
+        self.final_norm = nn.LayerNorm(config.d_model)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.apply(init_weights)
+        self.lm_head.weight = self.tok_embed.weight  # weight tying: one matrix reads and writes tokens
+
+    def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None,
+                labels: Optional[Tensor] = None) -> ModelOutput:
+        """Logits [B, T, V]; with ``labels`` also the next-token loss (labels are shifted here)."""
+        B, T = input_ids.shape
+        if T > self.config.max_len:
+            raise ValueError(f"Sequence length {T} exceeds max_len={self.config.max_len}; allowed lengths: 1..{self.config.max_len}")
+        pos = torch.arange(T, device=input_ids.device)
+        x = self.drop(self.tok_embed(input_ids) + self.pos_embed(pos))
+        for layer in self.layers:
+            x = layer(x, attention_mask)
+        hidden = self.final_norm(x)
+        logits = self.lm_head(hidden)
+
+        loss = None
+        if labels is not None:
+            # Position t predicts token t+1, so drop the last logit and the first label.
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=-100
+            )
+        return ModelOutput(loss=loss, logits=logits, hidden_states=hidden)
+
+    @torch.no_grad()
+    def generate(self, input_ids: Tensor, max_new_tokens: int, temperature: float = 0.0,
+                 top_k: Optional[int] = None, eos_token_id: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None) -> Tensor:
+        """Append up to ``max_new_tokens`` tokens; temperature 0 means greedy decoding."""
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be None or an integer >= 1, got {top_k}")
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
+        finished = torch.zeros(input_ids.size(0), dtype=torch.bool, device=input_ids.device)
+
+        for _ in range(max_new_tokens):
+            context = input_ids[:, -self.config.max_len:]  # the model only knows max_len positions
+            logits = self(context).logits[:, -1, :]  # [B, V]: only the last position matters
+            if temperature == 0.0:
+                next_token = logits.argmax(dim=-1)
+            else:
+                logits = logits / temperature
+                if top_k is not None:  # keep the k largest logits, drop the rest
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                probs = F.softmax(logits, dim=-1)
+                next_token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            if eos is not None:
+                # Rows that already finished keep emitting padding.
+                next_token = torch.where(finished, torch.full_like(next_token, self.config.pad_token_id), next_token)
+                finished = finished | (next_token == eos)
+            input_ids = torch.cat([input_ids, next_token[:, None]], dim=1)
+            if eos is not None and bool(finished.all()):
+                break
+        return input_ids
