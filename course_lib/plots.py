@@ -103,3 +103,26 @@ def plot_storage_vs_tasks(full_model_bytes: float, module_bytes: Mapping[str, fl
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_grouped_bars(table: Mapping[str, Mapping[str, float]], ylabel: str = "", title: str = "",
+                      fmt: str = "{:.2f}", ylim: tuple[float, float] | None = None, ax=None) -> Figure:
+    """Bars grouped by row key, one colour per column key: ``{group: {series: value}}``."""
+    _check_mapping(table, "table")
+    fig, ax = _new_axes(ax)
+    groups = list(table)
+    series = list(dict.fromkeys(s for row in table.values() for s in row))
+    width = 0.8 / len(series)
+    for j, name in enumerate(series):
+        xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
+        heights = [table[g].get(name, float("nan")) for g in groups]
+        bars = ax.bar(xs, heights, width=width, label=name, color=COLORS[j % len(COLORS)])
+        for bar, h in zip(bars, heights):
+            ax.annotate(fmt.format(h), (bar.get_x() + bar.get_width() / 2, h), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set(ylabel=ylabel, title=title)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.legend()
+    fig.tight_layout()
+    return fig

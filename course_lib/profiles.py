@@ -52,14 +52,14 @@ PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci", corpus_sentences=3000, task_train=192, task_val=128, task_test=256,
         max_len=32, d_model=64, n_layers=2, n_heads=2, d_ff=128, vocab_size=640,
-        pretrain_steps=250, pretrain_batch=64, pretrain_lr=2e-3,
-        finetune_steps=60, finetune_batch=32, finetune_lr=1e-3, eval_every=20,
+        pretrain_steps=400, pretrain_batch=64, pretrain_lr=3e-3,
+        finetune_steps=120, finetune_batch=32, finetune_lr=1e-3, eval_every=20,
         real_models=False,
     ),
     "cpu": Profile(
         name="cpu", corpus_sentences=20000, task_train=256, task_val=256, task_test=1000,
-        max_len=32, d_model=128, n_layers=4, n_heads=4, d_ff=512, vocab_size=640,
-        pretrain_steps=1500, pretrain_batch=64, pretrain_lr=1e-3,
+        max_len=32, d_model=128, n_layers=3, n_heads=4, d_ff=384, vocab_size=640,
+        pretrain_steps=800, pretrain_batch=64, pretrain_lr=1.5e-3,
         finetune_steps=150, finetune_batch=32, finetune_lr=5e-4, eval_every=25,
         real_models=True,
     ),

@@ -138,6 +138,19 @@ def evaluate(model: nn.Module, data: Sequence, collate_fn: Callable, device: tor
     return result
 
 
+@torch.no_grad()
+def predict(model: nn.Module, data: Sequence, collate_fn: Callable, device: torch.device | None = None,
+            batch_size: int = 128) -> torch.Tensor:
+    """Logits for every example of a dataset, in order (on the CPU)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    logits = [model(**_to_device(batch, device)).logits.cpu() for batch in loader]
+    model.train(was_training)
+    return torch.cat(logits)
+
+
 def train(model: nn.Module, train_data: Sequence, collate_fn: Callable, config: TrainConfig,
           eval_data: Sequence | None = None, device: torch.device | None = None,
           desc: str = "train", show_progress: bool = True) -> History:

@@ -8,3 +8,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+import pytest  # noqa: E402
+
+SAMPLE_TEXTS = ["maria ate the curry for dinner . it was superb , so she came back .",
+                "the laptop felt dull to anna .", "tom said the ferry was awful ."] * 30
+
+
+@pytest.fixture(scope="session")
+def small_tokenizer():
+    """A BPE tokenizer trained on a few sentences (shared by the tokenizer and collator tests)."""
+    from course_lib.data.tokenizer import train_tokenizer
+
+    return train_tokenizer(SAMPLE_TEXTS, vocab_size=120)

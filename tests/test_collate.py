@@ -2,15 +2,13 @@ import pytest
 import torch
 
 from course_lib.data.collate import IGNORE_INDEX, CausalLMCollator, ClassificationCollator, MLMCollator
-from course_lib.data.tokenizer import train_tokenizer
 
-TEXTS = ["maria ate the curry for dinner . it was superb , so she came back .",
-         "the laptop felt dull to anna .", "tom said the ferry was awful ."] * 30
+from conftest import SAMPLE_TEXTS as TEXTS
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return train_tokenizer(TEXTS, vocab_size=120)
+@pytest.fixture()
+def tok(small_tokenizer):
+    return small_tokenizer
 
 
 def test_classification_batch(tok):

@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from course_lib.metrics import accuracy, perplexity
-from course_lib.plots import plot_bars, plot_curves, plot_histories, plot_param_counts, plot_storage_vs_tasks
+from course_lib.metrics import accuracy, perplexity, subset_accuracy
+from course_lib.plots import (plot_bars, plot_curves, plot_grouped_bars, plot_histories, plot_param_counts,
+                              plot_storage_vs_tasks)
 from course_lib.train import History
 
 
@@ -48,3 +49,21 @@ def test_metrics():
     assert perplexity(math.log(7)) == pytest.approx(7)
     with pytest.raises(ValueError):
         perplexity(-1.0)
+
+
+def test_grouped_bars_one_bar_per_cell():
+    fig = plot_grouped_bars({"sentiment": {"random": 0.8, "pretrained": 0.95}, "topic": {"random": 0.6, "pretrained": 1.0}})
+    ax = fig.axes[0]
+    assert [p.get_height() for p in ax.patches] == [0.8, 0.6, 0.95, 1.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["sentiment", "topic"]
+    with pytest.raises(ValueError, match="empty"):
+        plot_grouped_bars({})
+
+
+def test_subset_accuracy():
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1])
+    assert subset_accuracy(logits, labels, torch.tensor([True, False, False])) == 1.0
+    assert subset_accuracy(logits, labels, torch.tensor([False, True, True])) == 0.0
+    with pytest.raises(ValueError, match="no rows"):
+        subset_accuracy(logits, labels, torch.tensor([False, False, False]))

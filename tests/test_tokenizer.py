@@ -2,13 +2,12 @@ import pytest
 
 from course_lib.data.tokenizer import SPECIAL_TOKENS, load_tokenizer, save_tokenizer, train_tokenizer
 
-TEXTS = ["maria ate the curry for dinner . it was superb , so she came back .",
-         "the laptop felt dull to anna .", "tom said the ferry was awful ."] * 30
+from conftest import SAMPLE_TEXTS as TEXTS
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return train_tokenizer(TEXTS, vocab_size=120)
+@pytest.fixture()
+def tok(small_tokenizer):
+    return small_tokenizer
 
 
 def test_special_tokens_have_fixed_ids(tok):

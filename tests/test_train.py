@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.train import History, TrainConfig, evaluate, lr_multiplier, make_optimizer, train
+from course_lib.train import History, TrainConfig, evaluate, lr_multiplier, make_optimizer, predict, train
 
 
 class BagClassifier(nn.Module):
@@ -109,3 +109,14 @@ def test_history_round_trip_and_plot():
     assert len(fig.axes[0].lines) == 2
     with pytest.raises(KeyError, match="logged keys"):
         h.series("val_bleu")
+
+
+def test_predict_returns_logits_in_order():
+    torch.manual_seed(0)
+    model = BagClassifier()
+    data = make_data(10)
+    logits = predict(model, data, collate, batch_size=3)
+    assert logits.shape == (10, 2)
+    with torch.no_grad():
+        expected = model(**collate(data)).logits
+    assert torch.allclose(logits, expected)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any
 
 from torch import nn
@@ -41,3 +41,16 @@ def init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
     if isinstance(module, nn.Linear) and module.bias is not None:
         nn.init.zeros_(module.bias)
+
+
+class ConfigMixin:
+    """to_dict / from_dict for the model config dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (JSON friendly)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        """Inverse of :meth:`to_dict`; unknown keys are an error that lists the allowed ones."""
+        return config_from_dict(cls, d)

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import FeedForward, MultiHeadSelfAttention
-from .common import config_from_dict, init_weights, validate_sizes
+from .common import ConfigMixin, init_weights, validate_sizes
 from .outputs import ModelOutput
 
 
 @dataclass
-class EncoderConfig:
+class EncoderConfig(ConfigMixin):
     """Hyper-parameters of :class:`Encoder` and its task heads."""
 
     vocab_size: int
@@ -32,15 +32,6 @@ class EncoderConfig:
         validate_sizes(self)
         if not self.layer_norm_eps > 0:
             raise ValueError(f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields (JSON friendly)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EncoderConfig":
-        """Inverse of :meth:`to_dict`."""
-        return config_from_dict(cls, d)
 
 
 class EncoderEmbeddings(nn.Module):

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import FeedForward, MultiHeadSelfAttention
-from .common import config_from_dict, init_weights, validate_sizes
+from .common import ConfigMixin, init_weights, validate_sizes
 from .outputs import ModelOutput
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(ConfigMixin):
     """Hyper-parameters of :class:`GPT`."""
 
     vocab_size: int
@@ -32,15 +32,6 @@ class GPTConfig:
         validate_sizes(self)
         if self.eos_token_id is not None and not 0 <= self.eos_token_id < self.vocab_size:
             raise ValueError(f"GPTConfig.eos_token_id must be None or in [0, {self.vocab_size}), got {self.eos_token_id!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields (JSON friendly)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GPTConfig":
-        """Inverse of :meth:`to_dict`."""
-        return config_from_dict(cls, d)
 
 
 class GPTBlock(nn.Module):

@@ -1,0 +1,47 @@
+"""The committed notebooks follow the course template and are committed executed (nbval re-runs them)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+LESSONS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+ALL = LESSONS + sorted((NOTEBOOKS / "solutions").glob("*.ipynb"))
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def markdown(nb: dict) -> str:
+    return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lesson_has_the_course_sections(path):
+    nb = load(path)
+    first = "".join(nb["cells"][0]["source"])
+    assert first.startswith("# ") and HANGUL.search(first.splitlines()[0]), "title needs the Korean course term"
+    text = markdown(nb)
+    for section in ("Learning goals", "## Summary", "## Exercises", "solutions/"):
+        assert section in text, f"{path.name} lacks '{section}'"
+    assert "$" in text, "the idea should be stated with a formula"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_committed_executed_with_a_plot_and_no_errors(path):
+    nb = load(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    assert code and all(c["execution_count"] is not None for c in code), "commit the notebook executed"
+    outputs = [o for c in code for o in c["outputs"]]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "every notebook shows at least one plot"
+
+
+def test_first_code_cell_finds_course_lib_from_a_checkout():
+    for path in ALL:
+        first_code = next(c for c in load(path)["cells"] if c["cell_type"] == "code")
+        assert "import course_lib" in "".join(first_code["source"]), path.name

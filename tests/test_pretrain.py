@@ -1,0 +1,89 @@
+"""Pretraining and the cache, on a profile shrunk further so the whole file runs in seconds."""
+
+import pytest
+import torch
+
+from course_lib.finetune import finetune_classifier, finetune_config
+from course_lib.data import load_task
+from course_lib.models import GPT, EncoderForMaskedLM, EncoderForSequenceClassification
+from course_lib.pretrain import (cache_dir, course_tokenizer, encoder_classifier, load_pretrained, model_config)
+from course_lib.profiles import get_profile
+
+TINY = dict(corpus_sentences=400, pretrain_steps=30, pretrain_batch=16, d_model=32, d_ff=64, n_layers=1,
+            n_heads=2, finetune_steps=10, eval_every=5, task_train=32, task_val=32, task_test=32)
+
+
+@pytest.fixture()
+def tiny(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    return get_profile("ci", **TINY)
+
+
+def test_cache_dir_follows_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    assert cache_dir() == tmp_path
+    monkeypatch.delenv("COURSE_CACHE")
+    assert "peft-from-scratch" in str(cache_dir())
+
+
+@pytest.mark.parametrize("name, cls", [("gpt", GPT), ("encoder", EncoderForMaskedLM)])
+def test_pretrain_learns_then_loads_identically_from_cache(tiny, name, cls):
+    first = load_pretrained(name, tiny, device=torch.device("cpu"), show_progress=False)
+    assert isinstance(first.model, cls) and not first.from_cache
+    losses = [r["val_loss"] for r in first.history.records]
+    assert losses[-1] < losses[0]  # pretraining reduced the held-out loss
+    second = load_pretrained(name, tiny, show_progress=False)
+    assert second.from_cache and second.path == first.path
+    assert second.history.records == first.history.records
+    for (n1, p1), (n2, p2) in zip(first.model.state_dict().items(), second.model.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2)
+
+
+def test_pretraining_is_deterministic(tiny):
+    a = load_pretrained("gpt", tiny, show_progress=False)
+    b = load_pretrained("gpt", tiny, force=True, show_progress=False)
+    assert not b.from_cache
+    assert torch.equal(a.model.lm_head.weight, b.model.lm_head.weight)
+
+
+def test_tokenizer_is_cached_and_covers_every_word(tiny):
+    tok = course_tokenizer(tiny)
+    again = course_tokenizer(tiny)
+    assert tok.get_vocab() == again.get_vocab()
+    from course_lib.data import LEXICON
+    for word in sorted(LEXICON.content_words()):
+        assert len(tok(word, add_special_tokens=False)["input_ids"]) == 1, word
+
+
+def test_classifier_copies_the_pretrained_encoder(tiny):
+    base = load_pretrained("encoder", tiny, show_progress=False)
+    clf = encoder_classifier(4, base)
+    assert isinstance(clf, EncoderForSequenceClassification)
+    w = clf.encoder.embeddings.tok_embed.weight
+    assert torch.equal(w, base.model.encoder.embeddings.tok_embed.weight)
+    assert w.data_ptr() != base.model.encoder.embeddings.tok_embed.weight.data_ptr()  # a copy, not shared
+    rand = encoder_classifier(4, None, tiny)
+    assert not torch.equal(rand.encoder.embeddings.tok_embed.weight, w)
+    with pytest.raises(ValueError, match="'encoder' base"):
+        encoder_classifier(2, load_pretrained("gpt", tiny, show_progress=False))
+
+
+def test_finetune_reports_a_row(tiny):
+    base = load_pretrained("encoder", tiny, show_progress=False)
+    splits = load_task("sentiment", tiny.task_train, tiny.task_val, tiny.task_test)
+    result = finetune_classifier(encoder_classifier(2, base), base.tokenizer, splits, name="full",
+                                 profile=tiny, show_progress=False)
+    row = result.row()
+    assert row["method"] == "full" and row["trainable %"] == 100.0
+    assert 0.0 <= row["test acc"] <= 1.0 and row["checkpoint bytes"] > 4 * row["trainable params"]
+    assert len(result.history) == 2
+    assert finetune_config(tiny, lr=1e-2).lr == 1e-2
+    with pytest.raises(ValueError, match="missing"):
+        finetune_classifier(encoder_classifier(2, base), base.tokenizer, {"train": splits["train"]}, profile=tiny)
+
+
+def test_unknown_base_name(tiny):
+    with pytest.raises(ValueError, match="available: gpt, encoder"):
+        load_pretrained("t5", tiny)
+    with pytest.raises(ValueError, match="available"):
+        model_config("bart", tiny, None)

@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import pytest
+
+from course_lib.syllabus import SYLLABUS, available_lessons, lesson
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def test_every_numbered_notebook_is_in_the_syllabus():
+    on_disk = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    assert on_disk, "no notebooks found"
+    assert on_disk == [item.notebook for item in available_lessons(NOTEBOOKS)]
+
+
+def test_numbering_and_lookup():
+    assert [item.number for item in SYLLABUS] == list(range(len(SYLLABUS)))
+    assert all(item.notebook.startswith(f"{item.number:02d}_") for item in SYLLABUS)
+    assert lesson(5).notebook == "05_lora.ipynb"
+    with pytest.raises(KeyError, match="0..11"):
+        lesson(42)
+
+
+def test_every_notebook_has_a_solutions_notebook():
+    for item in available_lessons(NOTEBOOKS):
+        solution = NOTEBOOKS / "solutions" / item.notebook.replace(".ipynb", "_solutions.ipynb")
+        assert solution.is_file(), f"missing {solution.name}"
+
+
+def test_package_exports_and_environment_report():
+    import course_lib
+
+    report = course_lib.environment_report()
+    assert set(report) == {"python", "torch", "transformers", "datasets", "course_lib", "device", "profile"}
+    assert report["profile"] == course_lib.get_profile().name
+    for name in ("load_pretrained", "load_task", "train", "count_parameters", "finetune_classifier", "GPT"):
+        assert hasattr(course_lib, name)
