@@ -123,6 +123,6 @@ def plot_grouped_bars(table: Mapping[str, Mapping[str, float]], ylabel: str = ""
     ax.set(ylabel=ylabel, title=title)
     if ylim:
         ax.set_ylim(*ylim)
-    ax.legend()
+    ax.legend(loc="lower right", framealpha=0.9, frameon=True)
     fig.tight_layout()
     return fig
