@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from torch import nn
@@ -54,3 +54,20 @@ class ConfigMixin:
     def from_dict(cls, d: dict[str, Any]):
         """Inverse of :meth:`to_dict`; unknown keys are an error that lists the allowed ones."""
         return config_from_dict(cls, d)
+
+
+@dataclass
+class BackboneConfig(ConfigMixin):
+    """The transformer shape shared by the GPT and the encoder configs (validated on creation)."""
+
+    vocab_size: int
+    max_len: int = 64
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 512
+    dropout: float = 0.1
+    pad_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        validate_sizes(self)

@@ -10,26 +10,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import FeedForward, MultiHeadSelfAttention
-from .common import ConfigMixin, init_weights, validate_sizes
+from .common import BackboneConfig, init_weights
 from .outputs import ModelOutput
 
 
 @dataclass
-class EncoderConfig(ConfigMixin):
+class EncoderConfig(BackboneConfig):
     """Hyper-parameters of :class:`Encoder` and its task heads."""
 
-    vocab_size: int
-    max_len: int = 64
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 512
-    dropout: float = 0.1
-    pad_token_id: int = 0
     layer_norm_eps: float = 1e-12
 
     def __post_init__(self) -> None:
-        validate_sizes(self)
+        super().__post_init__()
         if not self.layer_norm_eps > 0:
             raise ValueError(f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
 

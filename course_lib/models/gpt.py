@@ -10,26 +10,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import FeedForward, MultiHeadSelfAttention
-from .common import ConfigMixin, init_weights, validate_sizes
+from .common import BackboneConfig, init_weights
 from .outputs import ModelOutput
 
 
 @dataclass
-class GPTConfig(ConfigMixin):
+class GPTConfig(BackboneConfig):
     """Hyper-parameters of :class:`GPT`."""
 
-    vocab_size: int
-    max_len: int = 64
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 512
-    dropout: float = 0.1
-    pad_token_id: int = 0
     eos_token_id: Optional[int] = None
 
     def __post_init__(self) -> None:
-        validate_sizes(self)
+        super().__post_init__()
         if self.eos_token_id is not None and not 0 <= self.eos_token_id < self.vocab_size:
             raise ValueError(f"GPTConfig.eos_token_id must be None or in [0, {self.vocab_size}), got {self.eos_token_id!r}")
 
