@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .data.collate import ClassificationCollator
-from .params import count_parameters, trainable_bytes
+from .params import count_parameters, trainable_bytes, training_memory_bytes
 from .profiles import Profile, get_device, get_profile
 from .train import History, TrainConfig, evaluate, train
 
@@ -31,6 +31,7 @@ class FinetuneResult:
     trainable_params: int
     total_params: int
     trainable_bytes: int
+    train_state_bytes: int
     train_seconds: float
     val_accuracy: float
     test_accuracy: float
@@ -48,6 +49,7 @@ class FinetuneResult:
             "trainable params": self.trainable_params,
             "trainable %": round(self.trainable_percent, 3),
             "checkpoint bytes": self.trainable_bytes,
+            "train state MB": round(self.train_state_bytes / 2**20, 2),
             "train s": round(self.train_seconds, 1),
             "val acc": round(self.val_accuracy, 4),
             "test acc": round(self.test_accuracy, 4),
@@ -73,6 +75,7 @@ def finetune_classifier(model: nn.Module, tokenizer, splits, name: str = "model"
     test = evaluate(model, splits["test"], collate, device)
     return FinetuneResult(
         name=name, trainable_params=counts.trainable, total_params=counts.total,
-        trainable_bytes=trainable_bytes(model), train_seconds=seconds,
+        trainable_bytes=trainable_bytes(model), train_state_bytes=sum(training_memory_bytes(model).values()),
+        train_seconds=seconds,
         val_accuracy=history.last("val_accuracy"), test_accuracy=test["accuracy"], history=history,
     )

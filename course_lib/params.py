@@ -115,6 +115,16 @@ def trainable_bytes(model: nn.Module) -> int:
     return state_dict_bytes(trainable_state_dict(model))
 
 
+def training_memory_bytes(model: nn.Module, bytes_per_value: int = 4) -> dict[str, int]:
+    """Memory of weights, gradients and AdamW's two moment buffers (which exist only for trainable params)."""
+    count = count_parameters(model)
+    return {
+        "weights": count.total * bytes_per_value,
+        "gradients": count.trainable * bytes_per_value,
+        "adamw states": 2 * count.trainable * bytes_per_value,
+    }
+
+
 def human_bytes(n: float) -> str:
     """Format a byte count as B / KB / MB / GB (powers of 1024)."""
     for unit in ("B", "KB", "MB", "GB"):

@@ -90,16 +90,16 @@ def plot_param_counts(counts: Mapping[str, int], log: bool = False, title: str =
 
 def plot_storage_vs_tasks(full_model_bytes: float, module_bytes: Mapping[str, float], max_tasks: int = 20,
                           title: str = "Storage for N tasks", ax=None) -> Figure:
-    """Disk needed for N tasks: N full fine-tuned copies vs one base + N small modules each."""
+    """Disk needed for N tasks: N full fine-tuned copies vs one base + N small modules each (MB or GB axis)."""
     if max_tasks < 1:
         raise ValueError(f"max_tasks must be >= 1, got {max_tasks}.")
     fig, ax = _new_axes(ax)
     n = list(range(1, max_tasks + 1))
-    gb = 1024 ** 3
-    ax.plot(n, [k * full_model_bytes / gb for k in n], marker="o", ms=3, label="full fine-tuning (N copies)")
+    unit, scale = ("GB", 1024 ** 3) if max_tasks * full_model_bytes >= 1024 ** 3 else ("MB", 1024 ** 2)
+    ax.plot(n, [k * full_model_bytes / scale for k in n], marker="o", ms=3, label="full fine-tuning (N copies)")
     for name, b in module_bytes.items():
-        ax.plot(n, [(full_model_bytes + k * b) / gb for k in n], marker="o", ms=3, label=f"base + N x {name}")
-    ax.set(xlabel="number of tasks N", ylabel="storage (GB)", title=title)
+        ax.plot(n, [(full_model_bytes + k * b) / scale for k in n], marker="o", ms=3, label=f"base + N x {name}")
+    ax.set(xlabel="number of tasks N", ylabel=f"storage ({unit})", title=title)
     ax.legend()
     fig.tight_layout()
     return fig

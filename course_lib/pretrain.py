@@ -27,7 +27,7 @@ from .data.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
 from .models.encoder import EncoderConfig, EncoderForMaskedLM, EncoderForSequenceClassification
 from .models.gpt import GPT, GPTConfig
 from .profiles import Profile, get_device, get_profile, seed_everything
-from .train import History, TrainConfig, train
+from .train import History, TrainConfig, evaluate, train
 
 CACHE_ENV = "COURSE_CACHE"
 CACHE_VERSION = 1  # bump when data, models or recipes change so stale caches are not reused
@@ -130,7 +130,7 @@ def load_pretrained(name: str, profile: Profile | str | None = None, force: bool
     tokenizer = course_tokenizer(profile)
     config = model_config(name, profile, tokenizer)
     recipe = pretrain_config(profile)
-    path = cache_dir() / f"{name}-{profile.name}-{_key(name, profile.to_dict(), config.to_dict(), vars(recipe))}"
+    path = cache_dir() / f"{name}-{profile.name}-{_key(name, profile.corpus_sentences, config.to_dict(), vars(recipe))}"
     model = build_model(name, config)
     if (path / "model.safetensors").is_file() and not force:
         load_model(model, path / "model.safetensors")
@@ -154,6 +154,26 @@ def load_pretrained(name: str, profile: Profile | str | None = None, force: bool
 
     _atomic_save(path, write)
     return PretrainedBase(name, model, tokenizer, history, path, from_cache=False)
+
+
+def pretraining_loss(base: PretrainedBase, encoder: nn.Module | None = None, profile: Profile | None = None,
+                     device: torch.device | None = None) -> float:
+    """The base's pretraining loss (MLM or next-token) on the held-out corpus, optionally with another encoder.
+
+    Passing a fine-tuned ``encoder`` measures forgetting: how much worse the
+    original MLM head predicts masked words once the encoder has moved. Masks are
+    seeded, so before/after numbers compare the same corrupted sentences.
+    """
+    profile = profile or get_profile()
+    model = copy.deepcopy(base.model)
+    if encoder is not None:
+        if base.name != "encoder":
+            raise ValueError("Only the 'encoder' base can take a replacement encoder.")
+        model.encoder.load_state_dict(encoder.state_dict())  # the tied MLM decoder follows the embeddings
+    _, val_texts = corpus_splits(profile)
+    collate = (CausalLMCollator(base.tokenizer, profile.max_len) if base.name == "gpt"
+               else MLMCollator(base.tokenizer, profile.max_len, seed=1))
+    return evaluate(model.to(device or get_device()), val_texts, collate)["loss"]
 
 
 def encoder_classifier(num_labels: int, base: PretrainedBase | None = None, profile: Profile | None = None,

@@ -30,6 +30,9 @@ def test_storage_plot_lines_are_linear_in_tasks():
     full, peft = fig.axes[0].lines
     assert full.get_ydata()[-1] == pytest.approx(10.0)
     assert peft.get_ydata()[-1] == pytest.approx(1 + 10 / 1024)
+    assert fig.axes[0].get_ylabel() == "storage (GB)"
+    small = plot_storage_vs_tasks(1024 ** 2, {}, max_tasks=10)
+    assert small.axes[0].get_ylabel() == "storage (MB)" and small.axes[0].lines[0].get_ydata()[-1] == 10
     with pytest.raises(ValueError):
         plot_storage_vs_tasks(1.0, {}, max_tasks=0)
 

@@ -87,3 +87,19 @@ def test_unknown_base_name(tiny):
         load_pretrained("t5", tiny)
     with pytest.raises(ValueError, match="available"):
         model_config("bart", tiny, None)
+
+
+def test_pretraining_loss_measures_forgetting(tiny):
+    from course_lib.pretrain import pretraining_loss
+
+    base = load_pretrained("encoder", tiny, show_progress=False)
+    before = pretraining_loss(base, profile=tiny)
+    assert before == pretraining_loss(base, base.model.encoder, profile=tiny)  # same encoder, same seeded masks
+    assert before == pytest.approx(base.history.last("val_loss"), rel=0.2)
+    damaged = encoder_classifier(2, base).encoder
+    with torch.no_grad():
+        for p in damaged.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    assert pretraining_loss(base, damaged, profile=tiny) > before + 0.5
+    with pytest.raises(ValueError, match="encoder"):
+        pretraining_loss(load_pretrained("gpt", tiny, show_progress=False), damaged, profile=tiny)

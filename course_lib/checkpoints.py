@@ -1,0 +1,44 @@
+"""Save and load only the trained part of a model: what a PEFT method stores per task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .params import trainable_state_dict
+
+
+def save_trainable(model: nn.Module, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write the model's trainable tensors to a safetensors file (plus optional JSON metadata)."""
+    tensors = trainable_state_dict(model)
+    if not tensors:
+        raise ValueError("The model has no trainable parameters, so there is nothing to save.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"course_metadata": json.dumps(metadata or {})})
+    return path
+
+
+def load_trainable(model: nn.Module, path: str | Path) -> list[str]:
+    """Copy tensors saved by `save_trainable` into ``model`` (names and shapes must match); return the names."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}.")
+    saved = load_file(str(path))
+    params = dict(model.named_parameters())
+    missing = sorted(set(saved) - set(params))
+    if missing:
+        raise KeyError(f"The checkpoint has tensors the model lacks: {missing[:5]}; model names look like "
+                       f"{list(params)[:5]}.")
+    wrong = [f"{n}: saved {tuple(t.shape)} vs model {tuple(params[n].shape)}" for n, t in saved.items()
+             if t.shape != params[n].shape]
+    if wrong:
+        raise ValueError("Shape mismatch between checkpoint and model: " + "; ".join(wrong[:5]))
+    with torch.no_grad():
+        for n, t in saved.items():
+            params[n].copy_(t.to(params[n].device, params[n].dtype))
+    return sorted(saved)

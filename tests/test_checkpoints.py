@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from course_lib.checkpoints import load_trainable, save_trainable
+from course_lib.params import count_parameters, training_memory_bytes
+from course_lib.peft.freezing import bitfit, freeze_all
+from test_freezing import tiny_classifier
+
+
+def test_trainable_checkpoint_reloads_to_identical_predictions(tmp_path, small_tokenizer):
+    model = tiny_classifier(seed=0)
+    bitfit(model)
+    with torch.no_grad():  # stand-in for training: move every trainable tensor
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    path = save_trainable(model, tmp_path / "bitfit.safetensors", metadata={"method": "bitfit"})
+    fresh = tiny_classifier(seed=0)  # the same frozen base, untrained
+    ids = small_tokenizer(["tom said the soup was superb ."], return_tensors="pt")["input_ids"]
+    model.eval(); fresh.eval()
+    assert not torch.allclose(fresh(ids).logits, model(ids).logits)
+    names = load_trainable(fresh, path)
+    assert len(names) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert torch.equal(fresh(ids).logits, model(ids).logits)
+
+
+def test_checkpoint_errors(tmp_path):
+    model = freeze_all(tiny_classifier())
+    with pytest.raises(ValueError, match="nothing to save"):
+        save_trainable(model, tmp_path / "x.safetensors")
+    with pytest.raises(FileNotFoundError):
+        load_trainable(model, tmp_path / "missing.safetensors")
+    other = torch.nn.Linear(3, 3)
+    save_trainable(other, tmp_path / "linear.safetensors")
+    with pytest.raises(KeyError, match="lacks"):
+        load_trainable(model, tmp_path / "linear.safetensors")
+
+
+def test_training_memory_matches_a_real_adamw_step():
+    model = tiny_classifier()
+    bitfit(model)
+    memory = training_memory_bytes(model)
+    count = count_parameters(model)
+    assert memory["weights"] == 4 * count.total and memory["gradients"] == 4 * count.trainable
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.zeros_like(p)
+    opt.step()
+    state_bytes = sum(t.numel() * t.element_size() for s in opt.state.values() for k, t in s.items()
+                      if k in ("exp_avg", "exp_avg_sq"))
+    assert state_bytes == memory["adamw states"]
