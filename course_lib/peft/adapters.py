@@ -1,0 +1,412 @@
+"""Bottleneck adapters (Houlsby, Pfeiffer, parallel), inserted into a model by module path.
+
+An adapter is a tiny two-layer MLP with a residual connection,
+``h -> h + up(act(down(h)))``, squeezing ``d_model`` down to a bottleneck ``m``.
+Its ``up`` projection starts at zero, so a fresh adapter is exactly the identity
+and training starts from the pretrained model's behaviour.
+
+Where the adapters go (one transformer layer; ``FFN`` is the feed-forward sublayer):
+
+* ``houlsby``  two per layer, in series, on the outputs of the attention output
+  projection and of the FFN output projection (before dropout, residual and LayerNorm);
+* ``pfeiffer`` one per layer, in series, on the FFN output projection only;
+* ``parallel`` one per layer *beside* the FFN: ``FFN(x) + delta(x)`` with ``x`` the
+  FFN's input (He et al. 2022; LLM-Adapters).
+
+The model's code is never edited: the target ``nn.Linear`` is replaced by an
+:class:`AdapterSite` that keeps the original as ``base`` (so, while adapters are
+present, ``...mlp.fc2.weight`` is named ``...mlp.fc2.base.weight``). Several named
+adapters can live in one model; a newly added adapter is *inactive* until
+:func:`set_active_adapters` (or :func:`train_adapter`) switches it on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..models.common import config_from_dict
+from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+INIT_STD = 0.02  # std of the down projection's initial weights
+
+# placement -> (site role, mode) pairs; the roles name fields of ArchitectureSites.
+PLACEMENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "houlsby": (("attn_output", "series"), ("ffn_output", "series")),
+    "pfeiffer": (("ffn_output", "series"),),
+    "parallel": (("ffn_output", "parallel"),),
+}
+
+
+@dataclass(frozen=True)
+class ArchitectureSites:
+    """Where adapters go in one model family: a regex for layer names, then paths inside a layer."""
+
+    layer_pattern: str  # matched (re.search) against full module names, e.g. "encoder.layers.3"
+    attn_output: str    # the attention output projection (nn.Linear)
+    ffn_output: str     # the FFN output projection (nn.Linear)
+    ffn_input: str      # the module whose input is the FFN sublayer's input
+
+
+# Add a family here to support a new architecture.
+ARCHITECTURES: dict[str, ArchitectureSites] = {
+    "course": ArchitectureSites(r"(?:^|\.)layers\.\d+$", "attn.o_proj", "mlp.fc2", "mlp"),
+    "bert": ArchitectureSites(r"(?:^|\.)encoder\.layer\.\d+$", "attention.output.dense", "output.dense",
+                              "intermediate"),
+}
+
+
+def adapter_param_count(d_model: int, bottleneck: int) -> int:
+    """Parameters of one adapter: down (d*m + m) plus up (m*d + d)."""
+    return 2 * d_model * bottleneck + d_model + bottleneck
+
+
+class BottleneckAdapter(nn.Module):
+    """h + up(act(down(h))): a residual bottleneck MLP that starts as the identity."""
+
+    def __init__(self, d_model: int, bottleneck: int, activation: str = "relu") -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if bottleneck < 1 or d_model < 1:
+            raise ValueError(f"d_model and bottleneck must be >= 1, got d_model={d_model}, bottleneck={bottleneck}")
+        self.down = nn.Linear(d_model, bottleneck)
+        self.act = ACTIVATIONS[activation]()
+        self.up = nn.Linear(bottleneck, d_model)
+        nn.init.normal_(self.down.weight, mean=0.0, std=INIT_STD)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)  # up = 0, so delta(h) = 0: a fresh adapter changes nothing
+        nn.init.zeros_(self.up.bias)
+
+    def delta(self, h: Tensor) -> Tensor:
+        """The adapter's contribution up(act(down(h))), without the residual."""
+        return self.up(self.act(self.down(h)))
+
+    def forward(self, h: Tensor) -> Tensor:
+        """Series use: h + delta(h)."""
+        return h + self.delta(h)
+
+
+@dataclass
+class AdapterConfig:
+    """Where adapters go and how big they are: set reduction_factor OR bottleneck, not both."""
+
+    placement: str = "pfeiffer"
+    reduction_factor: Optional[int] = 16
+    bottleneck: Optional[int] = None
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {sorted(PLACEMENTS)}, got {self.placement!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if (self.reduction_factor is None) == (self.bottleneck is None):
+            raise ValueError(
+                f"Set exactly one of reduction_factor and bottleneck, got reduction_factor={self.reduction_factor!r}, "
+                f"bottleneck={self.bottleneck!r}; e.g. AdapterConfig(reduction_factor=None, bottleneck=64)."
+            )
+        for key in ("reduction_factor", "bottleneck"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"AdapterConfig.{key} must be a positive integer (>= 1), got {value!r}")
+
+    def bottleneck_size(self, d_model: int) -> int:
+        """The bottleneck m for a model of width d_model (bottleneck, or d_model // reduction_factor)."""
+        m = self.bottleneck if self.bottleneck is not None else d_model // self.reduction_factor
+        if m < 1:
+            raise ValueError(f"Bottleneck size would be {m}: reduction_factor ({self.reduction_factor}) must be "
+                             f"<= d_model ({d_model}).")
+        return m
+
+    def to_dict(self) -> dict:
+        """Plain dict of the fields (JSON friendly)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AdapterConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error that lists the allowed ones."""
+        return config_from_dict(cls, d)
+
+
+class AdapterSite(nn.Module):
+    """Stands in for one nn.Linear: runs ``base`` then the active adapters, in order."""
+
+    def __init__(self, base: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        self.adapters = nn.ModuleDict()
+        self.modes: dict[str, str] = {}   # adapter name -> "series" or "parallel"
+        self.active: list[str] = []       # applied in this order (stacking)
+        self._input_hook = None           # handle of the hook that catches the FFN input
+        self._ffn_input: Optional[Tensor] = None
+
+    @property
+    def d_model(self) -> int:
+        """Width of the hidden states this site produces."""
+        return self.base.out_features
+
+    def watch_input(self, module: nn.Module) -> None:
+        """Stash ``module``'s input on every call (for parallel adapters); idempotent."""
+        if self._input_hook is None:
+            self._input_hook = module.register_forward_pre_hook(self._stash_input, with_kwargs=True)
+
+    def unwatch_input(self) -> None:
+        """Remove the input hook installed by :meth:`watch_input`."""
+        if self._input_hook is not None:
+            self._input_hook.remove()
+            self._input_hook, self._ffn_input = None, None
+
+    def _stash_input(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if any(self.modes[n] == "parallel" for n in self.active):
+            self._ffn_input = args[0] if args else next(iter(kwargs.values()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """base(x), then each active adapter: series h + delta(h), parallel h + delta(ffn_input)."""
+        out = self.base(x)
+        ffn_input, self._ffn_input = self._ffn_input, None  # use once, never keep the tensor alive
+        for name in self.active:
+            adapter = self.adapters[name]
+            if self.modes[name] == "series":
+                out = adapter(out)
+            else:
+                if ffn_input is None:
+                    raise RuntimeError(f"Parallel adapter {name!r} got no FFN input: was the FFN module bypassed?")
+                out = out + adapter.delta(ffn_input)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"active={self.active}"
+
+
+@dataclass
+class _AdapterBook:
+    """Per-model bookkeeping, stored on the model as ``_course_adapters``."""
+
+    family: str
+    d_model: int
+    configs: dict[str, AdapterConfig] = field(default_factory=dict)
+    paths: dict[str, list[str]] = field(default_factory=dict)
+    active: list[str] = field(default_factory=list)
+
+
+_BOOK = "_course_adapters"
+HEAD_FILE = "head_model.safetensors"  # optional: the task head saved next to the adapter
+
+
+def _book(model: nn.Module) -> Optional[_AdapterBook]:
+    return getattr(model, _BOOK, None)
+
+
+def _require(model: nn.Module, name: str) -> _AdapterBook:
+    book = _book(model)
+    names = list(book.configs) if book else []
+    if name not in names:
+        raise KeyError(f"No adapter named {name!r}; this model has: {names}")
+    return book
+
+
+def detect_architecture(model: nn.Module) -> tuple[str, list[str]]:
+    """The family name (a key of ARCHITECTURES) and the names of the model's transformer layers."""
+    modules = dict(model.named_modules())
+    for family, sites in ARCHITECTURES.items():
+        layers = [n for n in modules if re.search(sites.layer_pattern, n)
+                  and all(f"{n}.{p}" in modules for p in (sites.attn_output, sites.ffn_output, sites.ffn_input))]
+        if layers:
+            return family, layers
+    preview = ", ".join(list(modules)[1:13])
+    raise ValueError(f"Unsupported architecture: supported families are {sorted(ARCHITECTURES)} "
+                     f"(see ARCHITECTURES). This model's module names look like: {preview}, ...")
+
+
+def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, child = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def _site(model: nn.Module, path: str) -> AdapterSite:
+    """The AdapterSite at ``path``, wrapping the Linear found there on first use."""
+    module = model.get_submodule(path)
+    if isinstance(module, AdapterSite):
+        return module
+    if not isinstance(module, nn.Linear):
+        raise TypeError(f"Expected an nn.Linear at {path!r}, found {type(module).__name__}")
+    site = AdapterSite(module)
+    site.train(module.training)
+    _set_module(model, path, site)
+    return site
+
+
+def _model_width(model: nn.Module, family: str, layers: list[str]) -> int:
+    module = model.get_submodule(f"{layers[0]}.{ARCHITECTURES[family].ffn_output}")
+    return (module.base if isinstance(module, AdapterSite) else module).out_features
+
+
+def add_adapter(model: nn.Module, name: str, config: AdapterConfig) -> list[str]:
+    """Insert adapter ``name`` (inactive) at every layer; return the module paths that got one."""
+    if not isinstance(config, AdapterConfig):
+        raise TypeError(f"config must be an AdapterConfig, got {type(config).__name__}")
+    if not isinstance(name, str) or not name or "." in name:
+        raise ValueError(f"Adapter names must be non-empty strings without '.', got {name!r}")
+    book = _book(model)
+    if book is not None and name in book.configs:
+        raise ValueError(f"An adapter named {name!r} already exists (adapters: {list(book.configs)}); "
+                         f"delete_adapter it first or pick another name.")
+    family, layers = detect_architecture(model)
+    sites = ARCHITECTURES[family]
+    d_model = _model_width(model, family, layers)
+    m = config.bottleneck_size(d_model)  # validate before touching the model
+    paths = []
+    for layer in layers:
+        for role, mode in PLACEMENTS[config.placement]:
+            path = f"{layer}.{getattr(sites, role)}"
+            site = _site(model, path)
+            weight = site.base.weight
+            adapter = BottleneckAdapter(site.d_model, m, config.activation).to(device=weight.device,
+                                                                               dtype=weight.dtype)
+            site.adapters[name] = adapter.train(site.training)
+            site.modes[name] = mode
+            if mode == "parallel":
+                site.watch_input(model.get_submodule(f"{layer}.{sites.ffn_input}"))
+            paths.append(path)
+    if book is None:
+        book = _AdapterBook(family=family, d_model=d_model)
+        setattr(model, _BOOK, book)
+    book.configs[name], book.paths[name] = config, paths
+    return paths
+
+
+def list_adapters(model: nn.Module) -> list[str]:
+    """Names of the model's adapters, in the order they were added."""
+    book = _book(model)
+    return list(book.configs) if book else []
+
+
+def active_adapters(model: nn.Module) -> list[str]:
+    """Names of the adapters in use, in the order they are applied."""
+    book = _book(model)
+    return list(book.active) if book else []
+
+
+def set_active_adapters(model: nn.Module, names: str | list[str] | None) -> None:
+    """Use one adapter, a stack (a list, applied in order), or none (None: the base model)."""
+    names = [] if names is None else [names] if isinstance(names, str) else list(names)
+    existing = list_adapters(model)
+    for n in names:
+        if n not in existing:
+            raise KeyError(f"No adapter named {n!r}; this model has: {existing}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"Each adapter can be active once, got {names}")
+    for module in model.modules():
+        if isinstance(module, AdapterSite):
+            module.active = [n for n in names if n in module.adapters]
+    if _book(model) is not None:
+        _book(model).active = names
+
+
+def deactivate_adapters(model: nn.Module) -> None:
+    """Switch every adapter off: the model behaves like the base model again."""
+    set_active_adapters(model, None)
+
+
+def delete_adapter(model: nn.Module, name: str) -> None:
+    """Remove adapter ``name`` everywhere; empty sites give their original module back."""
+    book = _require(model, name)
+    for path in book.paths.pop(name):
+        site = model.get_submodule(path)
+        del site.adapters[name]
+        site.modes.pop(name)
+        site.active = [n for n in site.active if n != name]
+        if "parallel" not in site.modes.values():
+            site.unwatch_input()
+        if not site.modes:
+            _set_module(model, path, site.base)
+    del book.configs[name]
+    book.active = [n for n in book.active if n != name]
+    if not book.configs:
+        delattr(model, _BOOK)
+
+
+def train_adapter(model: nn.Module, name: str, head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
+    """Freeze everything, unfreeze adapter ``name`` (+ the head; () for none), activate it; return trainable names."""
+    _require(model, name)
+    freeze_all(model)
+    names = unfreeze_where(model, lambda n, _: f".adapters.{name}." in n, what=f"adapter {name!r}")
+    head_patterns = list(head_patterns)
+    if head_patterns:
+        names += [n for n in unfreeze(model, head_patterns) if n not in names]
+    set_active_adapters(model, name)
+    return names
+
+
+def _adapter_parameters(model: nn.Module, name: str) -> dict[str, nn.Parameter]:
+    """Adapter ``name``'s parameters keyed by ``<site path>.<down|up>.<weight|bias>``."""
+    book = _require(model, name)
+    return {f"{path}.{key}": p for path in book.paths[name]
+            for key, p in model.get_submodule(path).adapters[name].named_parameters()}
+
+
+def adapter_state_dict(model: nn.Module, name: str) -> dict[str, Tensor]:
+    """Adapter ``name``'s tensors (CPU copies) keyed by module path, e.g. ``encoder.layers.0.mlp.fc2.up.weight``."""
+    return {k: p.detach().cpu().contiguous() for k, p in _adapter_parameters(model, name).items()}
+
+
+def save_adapter(model: nn.Module, name: str, directory: str | Path, head_patterns: Iterable[str] = ()) -> Path:
+    """Write adapter_config.json and adapter_model.safetensors (+ head_model.safetensors if head_patterns)."""
+    from safetensors.torch import save_file
+
+    book = _require(model, name)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"name": name, "family": book.family, "d_model": book.d_model, **book.configs[name].to_dict()}
+    (directory / "adapter_config.json").write_text(json.dumps(meta, indent=2))
+    save_file(adapter_state_dict(model, name), str(directory / "adapter_model.safetensors"))
+    head_patterns = list(head_patterns)
+    if head_patterns:
+        head = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
+                if any(re.search(pattern, n) for pattern in head_patterns)}
+        if not head:
+            raise ValueError(f"head_patterns {head_patterns} matched no parameter of the model.")
+        save_file(head, str(directory / HEAD_FILE))
+    return directory
+
+
+def load_adapter(model: nn.Module, directory: str | Path, name: Optional[str] = None) -> str:
+    """Add a saved adapter (under its saved name, or ``name``) and load its weights (and head, if saved); not activated."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    for file in ("adapter_config.json", "adapter_model.safetensors"):
+        if not (directory / file).is_file():
+            found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else "no such directory"
+            raise FileNotFoundError(f"{directory / file} not found (in {directory}: {found})")
+    meta = json.loads((directory / "adapter_config.json").read_text())
+    saved_name, family, d_saved = meta.pop("name"), meta.pop("family"), meta.pop("d_model")
+    model_family, layers = detect_architecture(model)
+    d_model = _model_width(model, model_family, layers)
+    if family != model_family:
+        raise ValueError(f"Adapter was saved for a {family!r} model, this model is {model_family!r}.")
+    if d_saved != d_model:
+        raise ValueError(f"Adapter was saved for hidden size {d_saved}, this model has {d_model}.")
+    name = name or saved_name
+    add_adapter(model, name, AdapterConfig.from_dict(meta))
+    tensors, params = load_file(str(directory / "adapter_model.safetensors")), _adapter_parameters(model, name)
+    if set(tensors) != set(params):
+        delete_adapter(model, name)
+        raise ValueError(f"Saved tensors do not fit this model: missing {sorted(set(params) - set(tensors))[:4]}, "
+                         f"unexpected {sorted(set(tensors) - set(params))[:4]}")
+    with torch.no_grad():
+        for key, p in params.items():
+            p.copy_(tensors[key])
+    if (directory / HEAD_FILE).is_file():
+        from ..checkpoints import load_trainable
+
+        load_trainable(model, directory / HEAD_FILE)
+    return name
