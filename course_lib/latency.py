@@ -55,3 +55,27 @@ def model_latency(model: nn.Module, batch: dict[str, torch.Tensor], repeats: int
         return measure_latency(forward, repeats, warmup, sync_cuda=device.type == "cuda")
     finally:
         model.train(was_training)
+
+
+def compare_latency(models: dict[str, nn.Module], batch: dict[str, torch.Tensor], repeats: int = 20,
+                    rounds: int = 7, warmup: int = 5, threads: int | None = 1) -> dict[str, LatencyStats]:
+    """Latency of several models, timed in interleaved rounds; each keeps its fastest round's median.
+
+    Interleaving makes machine noise hit every model alike, the fastest round is the one least disturbed,
+    and one CPU thread (``threads=1``; None keeps torch's setting) avoids scheduling jitter between threads.
+    """
+    if not models:
+        raise ValueError("Give at least one model to time.")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}.")
+    saved_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        per_round: dict[str, list[LatencyStats]] = {name: [] for name in models}
+        for r in range(rounds):
+            for name, model in models.items():
+                per_round[name].append(model_latency(model, batch, repeats, warmup if r == 0 else 1))
+    finally:
+        torch.set_num_threads(saved_threads)
+    return {name: min(stats, key=lambda s: s.median_ms) for name, stats in per_round.items()}

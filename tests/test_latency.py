@@ -33,3 +33,23 @@ def test_bigger_model_is_slower_and_mode_is_restored():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="repeats >= 3"):
         measure_latency(lambda: None, repeats=1)
+
+
+def test_compare_latency_orders_models():
+    class Net(torch.nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.lin = torch.nn.Linear(width, width)
+
+        def forward(self, input_ids, attention_mask=None):
+            return self.lin(torch.ones(64, self.lin.in_features))
+
+    from course_lib.latency import compare_latency
+
+    threads_before = torch.get_num_threads()
+    stats = compare_latency({"small": Net(32), "big": Net(1024)}, {"input_ids": torch.zeros(1, 2)}, repeats=5,
+                            rounds=3)
+    assert stats["big"].median_ms > stats["small"].median_ms and stats["big"].repeats == 5
+    assert torch.get_num_threads() == threads_before
+    with pytest.raises(ValueError, match="at least one"):
+        compare_latency({}, {})
