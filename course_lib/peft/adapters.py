@@ -18,6 +18,11 @@ The model's code is never edited: the target ``nn.Linear`` is replaced by an
 present, ``...mlp.fc2.weight`` is named ``...mlp.fc2.base.weight``). Several named
 adapters can live in one model; a newly added adapter is *inactive* until
 :func:`set_active_adapters` (or :func:`train_adapter`) switches it on.
+
+An :class:`AdapterSite` can also hold AdapterFusion layers (``fusions``); they are
+created and switched on by :mod:`course_lib.peft.fusion`. While a fusion is active,
+every site ignores its adapter stack: fusion sites mix their fused adapters, other
+sites run ``base`` only. :func:`set_active_adapters` switches any fusion off.
 """
 
 from __future__ import annotations
@@ -137,7 +142,7 @@ class AdapterConfig:
 
 
 class AdapterSite(nn.Module):
-    """Stands in for one nn.Linear: runs ``base`` then the active adapters, in order."""
+    """Stands in for one nn.Linear: runs ``base`` then the active adapters, in order (or the active fusion)."""
 
     def __init__(self, base: nn.Module) -> None:
         super().__init__()
@@ -147,6 +152,9 @@ class AdapterSite(nn.Module):
         self.active: list[str] = []       # applied in this order (stacking)
         self._input_hook = None           # handle of the hook that catches the FFN input
         self._ffn_input: Optional[Tensor] = None
+        self.fusions = nn.ModuleDict()         # fusion name -> FusionLayer (see course_lib.peft.fusion)
+        self.fused: dict[str, list[str]] = {}  # fusion name -> the adapters it mixes
+        self.active_fusion: Optional[str] = None  # set: the stack is set aside (base only if not here)
 
     @property
     def d_model(self) -> int:
@@ -164,26 +172,42 @@ class AdapterSite(nn.Module):
             self._input_hook.remove()
             self._input_hook, self._ffn_input = None, None
 
+    def _in_use(self) -> list[str]:
+        """The adapters the next forward pass runs: the active fusion's, else the active stack."""
+        if self.active_fusion is not None:
+            return self.fused.get(self.active_fusion, [])
+        return self.active
+
     def _stash_input(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if any(self.modes[n] == "parallel" for n in self.active):
+        if any(self.modes[n] == "parallel" for n in self._in_use()):
             self._ffn_input = args[0] if args else next(iter(kwargs.values()))
 
     def forward(self, x: Tensor) -> Tensor:
         """base(x), then each active adapter: series h + delta(h), parallel h + delta(ffn_input)."""
         out = self.base(x)
         ffn_input, self._ffn_input = self._ffn_input, None  # use once, never keep the tensor alive
+        if self.active_fusion is not None:
+            if self.active_fusion not in self.fusions:
+                return out  # a fusion elsewhere is active: the adapter stack is set aside
+            deltas = [self._delta(name, out, ffn_input) for name in self.fused[self.active_fusion]]
+            return self.fusions[self.active_fusion](out, torch.stack(deltas, dim=-2))
         for name in self.active:
-            adapter = self.adapters[name]
             if self.modes[name] == "series":
-                out = adapter(out)
+                out = self.adapters[name](out)
             else:
-                if ffn_input is None:
-                    raise RuntimeError(f"Parallel adapter {name!r} got no FFN input: was the FFN module bypassed?")
-                out = out + adapter.delta(ffn_input)
+                out = out + self._delta(name, out, ffn_input)
         return out
 
+    def _delta(self, name: str, out: Tensor, ffn_input: Optional[Tensor]) -> Tensor:
+        """Adapter ``name``'s contribution: delta(out) in series, delta(ffn_input) in parallel."""
+        if self.modes[name] == "series":
+            return self.adapters[name].delta(out)
+        if ffn_input is None:
+            raise RuntimeError(f"Parallel adapter {name!r} got no FFN input: was the FFN module bypassed?")
+        return self.adapters[name].delta(ffn_input)
+
     def extra_repr(self) -> str:
-        return f"active={self.active}"
+        return f"active={self.active}" + (f", active_fusion={self.active_fusion!r}" if self.active_fusion else "")
 
 
 @dataclass
@@ -195,6 +219,8 @@ class _AdapterBook:
     configs: dict[str, AdapterConfig] = field(default_factory=dict)
     paths: dict[str, list[str]] = field(default_factory=dict)
     active: list[str] = field(default_factory=list)
+    fusions: dict[str, list[str]] = field(default_factory=dict)  # fusion name -> fused adapters
+    active_fusion: Optional[str] = None
 
 
 _BOOK = "_course_adapters"
@@ -290,13 +316,15 @@ def list_adapters(model: nn.Module) -> list[str]:
 
 
 def active_adapters(model: nn.Module) -> list[str]:
-    """Names of the adapters in use, in the order they are applied."""
+    """Names of the adapters in use, in the order they are applied (while a fusion is active: the fused ones)."""
     book = _book(model)
+    if book is not None and book.active_fusion is not None:
+        return list(book.fusions[book.active_fusion])
     return list(book.active) if book else []
 
 
 def set_active_adapters(model: nn.Module, names: str | list[str] | None) -> None:
-    """Use one adapter, a stack (a list, applied in order), or none (None: the base model)."""
+    """Use one adapter, a stack (a list, applied in order), or none (None: the base model); ends any fusion."""
     names = [] if names is None else [names] if isinstance(names, str) else list(names)
     existing = list_adapters(model)
     for n in names:
@@ -307,8 +335,9 @@ def set_active_adapters(model: nn.Module, names: str | list[str] | None) -> None
     for module in model.modules():
         if isinstance(module, AdapterSite):
             module.active = [n for n in names if n in module.adapters]
+            module.active_fusion = None
     if _book(model) is not None:
-        _book(model).active = names
+        _book(model).active, _book(model).active_fusion = names, None
 
 
 def deactivate_adapters(model: nn.Module) -> None:
@@ -319,6 +348,9 @@ def deactivate_adapters(model: nn.Module) -> None:
 def delete_adapter(model: nn.Module, name: str) -> None:
     """Remove adapter ``name`` everywhere; empty sites give their original module back."""
     book = _require(model, name)
+    users = [f for f, members in book.fusions.items() if name in members]
+    if users:
+        raise ValueError(f"Adapter {name!r} is used by fusion(s) {users}; delete_fusion them first.")
     for path in book.paths.pop(name):
         site = model.get_submodule(path)
         del site.adapters[name]
