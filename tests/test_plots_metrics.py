@@ -70,3 +70,21 @@ def test_subset_accuracy():
     assert subset_accuracy(logits, labels, torch.tensor([False, True, True])) == 0.0
     with pytest.raises(ValueError, match="no rows"):
         subset_accuracy(logits, labels, torch.tensor([False, False, False]))
+
+
+def test_subspace_similarity():
+    from course_lib.metrics import subspace_similarity
+
+    torch.manual_seed(0)
+    A = torch.randn(4, 32)
+    same = subspace_similarity(A, A)
+    assert same.shape == (4, 4) and torch.allclose(same.diagonal(), torch.ones(4), atol=1e-5)
+    wider = torch.cat([A, torch.randn(12, 32)])            # contains A's row space
+    assert torch.allclose(subspace_similarity(A, wider)[:, -1], torch.ones(4), atol=1e-5)
+    Q = torch.linalg.qr(torch.randn(32, 32)).Q
+    orthogonal = subspace_similarity(Q[:4].contiguous(), Q[4:8].contiguous())
+    assert orthogonal.max() < 1e-6
+    sim = subspace_similarity(torch.randn(8, 32), torch.randn(16, 32))
+    assert (sim >= 0).all() and (sim <= 1 + 1e-6).all()
+    with pytest.raises(ValueError, match="same d"):
+        subspace_similarity(torch.randn(2, 5), torch.randn(2, 6))

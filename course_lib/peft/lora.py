@@ -1,0 +1,471 @@
+"""LoRA (Hu et al. 2021): a trainable low-rank update ``W0 + (alpha/r) * B @ A`` beside a frozen weight.
+
+For a frozen ``nn.Linear`` with weight ``W0`` (``out x in``), LoRA learns ``A`` (``r x in``)
+and ``B`` (``out x r``) with ``r << min(in, out)``::
+
+    h = W0 x + b + scaling * B (A x),     scaling = alpha / r   (rsLoRA: alpha / sqrt(r))
+
+``A`` starts like an ``nn.Linear`` weight (Kaiming-uniform), ``B`` starts at zero, so a
+fresh LoRA changes nothing. After training, ``scaling * B @ A`` can be *merged* into
+``W0``: the merged model is exactly as fast as the base model.
+
+The model's code is never edited: each target layer is replaced by a :class:`LoRALinear`
+that keeps the original as ``base_layer`` (``...attn.q_proj.weight`` becomes
+``...attn.q_proj.base_layer.weight``) and holds named adapters in ``lora_A`` / ``lora_B``
+(``ModuleDict``s keyed by adapter name), the same layout as Hugging Face ``peft``. A new
+adapter is *inactive* until :func:`set_active_lora` (or :func:`train_lora`) switches it on.
+
+:func:`save_lora` / :func:`load_lora` use peft's file format (``adapter_config.json`` and
+``adapter_model.safetensors`` with keys ``base_model.model.<module path>.lora_A.weight``),
+so a LoRA trained here loads with ``peft.PeftModel.from_pretrained`` and vice versa.
+GPT-2's ``Conv1D`` stores its weight as ``in x out`` (peft's ``fan_in_fan_out=True``);
+:class:`LoRALinear` transposes the update for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import torch
+from torch import Tensor, nn
+from transformers.pytorch_utils import Conv1D
+
+from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
+
+PEFT_PREFIX = "base_model.model."  # peft's key prefix: PeftModel.base_model (LoraModel).model
+_PEFT_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_([AB])\.weight$")
+
+
+def lora_param_count(in_features: int, out_features: int, r: int) -> int:
+    """Parameters of one LoRA update: A (r x in) plus B (out x r)."""
+    return r * (in_features + out_features)
+
+
+def _features(base: nn.Module) -> tuple[int, int]:
+    """(in_features, out_features) of an nn.Linear or a GPT-2 Conv1D (weight stored as in x out)."""
+    if isinstance(base, Conv1D):
+        return base.weight.shape[0], base.weight.shape[1]
+    if isinstance(base, nn.Linear):
+        return base.in_features, base.out_features
+    raise TypeError(f"LoRA wraps nn.Linear or transformers Conv1D layers, got {type(base).__name__}")
+
+
+class LoRALinear(nn.Module):
+    """A frozen-able base layer plus named low-rank updates: ``base_layer(x) + scaling * B(A(dropout(x)))``."""
+
+    def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float = 0.0, use_rslora: bool = False,
+                 name: str = "default", merge_on_eval: bool = False) -> None:
+        super().__init__()
+        self.in_features, self.out_features = _features(base)
+        self.base_layer = base
+        self.fan_in_fan_out = isinstance(base, Conv1D)  # weight is in x out: transpose the update
+        self.lora_A, self.lora_B, self.lora_dropout = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
+        self.scaling: dict[str, float] = {}
+        self.active: list[str] = []   # adapters used by forward (and merged by merge())
+        self.merged: list[str] = []   # adapters whose update is currently inside base_layer.weight
+        self.disabled = False         # True: forward runs the base layer only
+        self.merge_on_eval = merge_on_eval
+        self.add_adapter(name, r, alpha, dropout, use_rslora)
+        self.active = [name]
+
+    def add_adapter(self, name: str, r: int, alpha: float, dropout: float = 0.0, use_rslora: bool = False) -> None:
+        """Add adapter ``name`` (inactive): A Kaiming-uniform like nn.Linear, B zero."""
+        if name in self.lora_A:
+            raise ValueError(f"This layer already has a LoRA adapter named {name!r}")
+        limit = min(self.in_features, self.out_features)
+        if not isinstance(r, int) or not 1 <= r <= limit:
+            raise ValueError(f"LoRA rank r must be an integer with 1 <= r <= min(in_features, out_features) = "
+                             f"{limit} for this {self.in_features}->{self.out_features} layer, got r={r!r}")
+        if not alpha > 0:
+            raise ValueError(f"LoRA alpha must be > 0, got {alpha!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout!r}")
+        weight = self.base_layer.weight
+        a = nn.Linear(self.in_features, r, bias=False).to(device=weight.device, dtype=weight.dtype)
+        b = nn.Linear(r, self.out_features, bias=False).to(device=weight.device, dtype=weight.dtype)
+        nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))  # what nn.Linear does for its own weight
+        nn.init.zeros_(b.weight)                            # B = 0: the update starts at exactly zero
+        self.lora_A[name], self.lora_B[name] = a, b
+        self.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.scaling[name] = alpha / math.sqrt(r) if use_rslora else alpha / r
+        self.lora_dropout[name].train(self.training)
+
+    def delete_adapter(self, name: str) -> None:
+        """Remove adapter ``name`` (unmerging it first if it is merged)."""
+        if name in self.merged:
+            self.unmerge()
+        for d in (self.lora_A, self.lora_B, self.lora_dropout):
+            del d[name]
+        del self.scaling[name]
+        self.active = [n for n in self.active if n != name]
+
+    def set_active(self, names: list[str]) -> None:
+        """Use these adapters (the ones this layer has); the layer must not be merged."""
+        names = [n for n in names if n in self.lora_A]
+        if self.merged and names != self.active:
+            raise RuntimeError(f"Layer has merged adapters {self.merged}: unmerge before switching adapters.")
+        self.active = names
+
+    def delta_weight(self, name: str) -> Tensor:
+        """scaling * B @ A, shaped like ``base_layer.weight`` (transposed for Conv1D)."""
+        delta = self.scaling[name] * (self.lora_B[name].weight @ self.lora_A[name].weight)
+        return delta.T if self.fan_in_fan_out else delta
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Add the active adapters' updates into the base weight; already merged ones are skipped."""
+        for name in self.active:
+            if name not in self.merged:
+                self.base_layer.weight += self.delta_weight(name).to(self.base_layer.weight.dtype)
+                self.merged.append(name)
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Subtract every merged update again (newest first)."""
+        while self.merged:
+            self.base_layer.weight -= self.delta_weight(self.merged.pop()).to(self.base_layer.weight.dtype)
+
+    def train(self, mode: bool = True) -> "LoRALinear":
+        """Like nn.Module.train; with ``merge_on_eval`` also merge on eval() and unmerge on train() (loralib)."""
+        super().train(mode)
+        if self.merge_on_eval and mode:
+            self.unmerge()
+        elif self.merge_on_eval:
+            self.merge()
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.base_layer(x)
+        if self.disabled:
+            if self.merged:
+                raise RuntimeError("LoRA is disabled but merged into the weight: unmerge first.")
+            return out
+        for name in self.active:
+            if name not in self.merged:  # merged updates are already inside base_layer.weight
+                a, b, drop = self.lora_A[name], self.lora_B[name], self.lora_dropout[name]
+                out = out + self.scaling[name] * b(a(drop(x.to(a.weight.dtype)))).to(out.dtype)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"active={self.active}, merged={self.merged}, scaling={self.scaling}"
+
+
+@dataclass
+class LoRAConfig:
+    """One adapter's hyper-parameters and where it went (stored on the model)."""
+
+    r: int
+    alpha: float
+    dropout: float = 0.0
+    use_rslora: bool = False
+    target_modules: str | list[str] = field(default_factory=list)
+
+
+@dataclass
+class _LoRABook:
+    """Per-model bookkeeping, stored on the model as ``_course_lora``."""
+
+    configs: dict[str, LoRAConfig] = field(default_factory=dict)
+    paths: dict[str, list[str]] = field(default_factory=dict)
+    active: list[str] = field(default_factory=list)
+
+
+_BOOK = "_course_lora"
+
+
+def _book(model: nn.Module) -> Optional[_LoRABook]:
+    return getattr(model, _BOOK, None)
+
+
+def _require(model: nn.Module, name: str) -> _LoRABook:
+    book = _book(model)
+    if book is None or name not in book.configs:
+        raise KeyError(f"No LoRA adapter named {name!r}; this model has: {list_lora(model)}")
+    return book
+
+
+def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, child = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
+    """Every LoRALinear in the model, by module path."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def _candidates(model: nn.Module) -> list[str]:
+    """Paths of the layers LoRA can target: nn.Linear / Conv1D (or LoRALinear), not LoRA's own A and B."""
+    wrapped = list(lora_layers(model))
+    return [n for n, m in model.named_modules() if n and isinstance(m, (nn.Linear, Conv1D, LoRALinear))
+            and not any(n.startswith(w + ".") for w in wrapped)]
+
+
+def _suffix_names(paths: list[str]) -> list[str]:
+    """Short names to target by: the last part inside numbered layers, else the full path (a head)."""
+    out = []
+    for p in paths:
+        short = p.rsplit(".", 1)[-1] if re.search(r"(?:^|\.)\d+\.", p) else p
+        if short not in out:
+            out.append(short)
+    return out
+
+
+def find_targets(model: nn.Module, target_modules: str | Iterable[str]) -> list[str]:
+    """Paths matched like peft: a str is a regex (fullmatch on the path), a list holds names or path suffixes."""
+    candidates = _candidates(model)
+    hint = f"LoRA can target these Linear layers (by suffix): {_suffix_names(candidates)}"
+    if isinstance(target_modules, str):
+        paths = [p for p in candidates if re.fullmatch(target_modules, p)]
+        if not paths:
+            raise ValueError(f"target_modules regex {target_modules!r} matched no module path. {hint}")
+        return paths
+    targets = list(target_modules)
+    if not targets:
+        raise ValueError(f"Give at least one target module. {hint}")
+    for t in targets:
+        if not any(p == t or p.endswith("." + t) for p in candidates):
+            raise ValueError(f"Target {t!r} matched no nn.Linear/Conv1D module. {hint}")
+    return [p for p in candidates if any(p == t or p.endswith("." + t) for t in targets)]
+
+
+def _inject(model: nn.Module, name: str, paths: list[str], config: LoRAConfig, merge_on_eval: bool) -> None:
+    """Give every layer in ``paths`` adapter ``name`` (wrapping plain layers in a LoRALinear); validate first."""
+    if not isinstance(name, str) or not name or "." in name:
+        raise ValueError(f"LoRA adapter names must be non-empty strings without '.', got {name!r}")
+    if name in list_lora(model):
+        raise ValueError(f"A LoRA adapter named {name!r} already exists (adapters: {list_lora(model)}); "
+                         f"delete_lora it first or pick another name.")
+    for path in paths:  # check ranks everywhere before changing anything
+        module = model.get_submodule(path)
+        limit = min(_features(module.base_layer if isinstance(module, LoRALinear) else module))
+        if not isinstance(config.r, int) or not 1 <= config.r <= limit:
+            raise ValueError(f"LoRA rank r must be an integer with 1 <= r <= min(in_features, out_features) = "
+                             f"{limit} (at {path!r}), got r={config.r!r}")
+    for path in paths:
+        module = model.get_submodule(path)
+        if isinstance(module, LoRALinear):
+            module.add_adapter(name, config.r, config.alpha, config.dropout, config.use_rslora)
+        else:
+            layer = LoRALinear(module, config.r, config.alpha, config.dropout, config.use_rslora, name=name,
+                               merge_on_eval=merge_on_eval)
+            layer.active = []  # inactive until set_active_lora
+            layer.train(module.training)
+            _set_module(model, path, layer)
+    book = _book(model) or _LoRABook()
+    book.configs[name], book.paths[name] = config, list(paths)
+    setattr(model, _BOOK, book)
+
+
+def add_lora(model: nn.Module, name: str = "default", target_modules: str | Iterable[str] = ("q_proj", "v_proj"),
+             r: int = 8, alpha: float = 16, dropout: float = 0.0, use_rslora: bool = False,
+             merge_on_eval: bool = False) -> list[str]:
+    """Add LoRA adapter ``name`` (inactive) to every target layer; return the adapted module paths."""
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
+    paths = find_targets(model, targets)
+    _inject(model, name, paths, LoRAConfig(r, alpha, dropout, use_rslora, targets), merge_on_eval)
+    return paths
+
+
+def list_lora(model: nn.Module) -> list[str]:
+    """Names of the model's LoRA adapters, in the order they were added."""
+    book = _book(model)
+    return list(book.configs) if book else []
+
+
+def active_lora(model: nn.Module) -> list[str]:
+    """Names of the LoRA adapters in use."""
+    book = _book(model)
+    return list(book.active) if book else []
+
+
+def set_active_lora(model: nn.Module, names: str | list[str] | None) -> None:
+    """Use one adapter, several (their updates add up), or none (None: the base model)."""
+    names = [] if names is None else [names] if isinstance(names, str) else list(names)
+    for n in names:
+        _require(model, n)
+    for layer in lora_layers(model).values():
+        layer.set_active(names)
+    if _book(model) is not None:
+        _book(model).active = names
+
+
+def train_lora(model: nn.Module, name: str, head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
+    """Freeze everything, unfreeze adapter ``name``'s A and B (+ the head; () for none), activate it."""
+    _require(model, name)
+    freeze_all(model)
+    names = unfreeze_where(model, lambda n, _: f".lora_A.{name}." in n or f".lora_B.{name}." in n,
+                           what=f"LoRA adapter {name!r}")
+    head_patterns = list(head_patterns)
+    if head_patterns:
+        names += [n for n in unfreeze(model, head_patterns) if n not in names]
+    set_active_lora(model, name)
+    return names
+
+
+@contextmanager
+def disable_lora(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block the model is the base model (merged layers are unmerged, then merged back)."""
+    layers = list(lora_layers(model).values())
+    was_merged = [bool(layer.merged) for layer in layers]
+    for layer in layers:
+        layer.unmerge()
+        layer.disabled = True
+    try:
+        yield model
+    finally:
+        for layer, merged in zip(layers, was_merged):
+            layer.disabled = False
+            if merged:
+                layer.merge()
+
+
+def merge_lora(model: nn.Module) -> None:
+    """Merge the active adapters into the base weights of every LoRA layer."""
+    for layer in lora_layers(model).values():
+        layer.merge()
+
+
+def unmerge_lora(model: nn.Module) -> None:
+    """Undo :func:`merge_lora` everywhere."""
+    for layer in lora_layers(model).values():
+        layer.unmerge()
+
+
+def merge_and_unload(model: nn.Module) -> nn.Module:
+    """Merge the active adapter(s) and put the plain base layers back: a LoRA-free model."""
+    for path, layer in lora_layers(model).items():
+        layer.merge()
+        _set_module(model, path, layer.base_layer)
+    if _book(model) is not None:
+        delattr(model, _BOOK)
+    return model
+
+
+def delete_lora(model: nn.Module, name: str) -> None:
+    """Remove adapter ``name`` everywhere; layers left without adapters give their base layer back."""
+    book = _require(model, name)
+    for path in book.paths.pop(name):
+        layer = model.get_submodule(path)
+        layer.delete_adapter(name)
+        if not layer.lora_A:
+            layer.unmerge()
+            _set_module(model, path, layer.base_layer)
+    del book.configs[name]
+    book.active = [n for n in book.active if n != name]
+    if not book.configs:
+        delattr(model, _BOOK)
+
+
+def _head_modules(model: nn.Module, head_patterns: list[str]) -> list[str]:
+    """The outermost modules whose parameters all match ``head_patterns`` (peft's modules_to_save)."""
+    matched = {n for n, _ in model.named_parameters() if any(re.search(p, n) for p in head_patterns)}
+    if not matched:
+        raise ValueError(f"head_patterns {head_patterns} matched no parameter of the model.")
+    chosen: list[str] = []
+    for path, module in model.named_modules():
+        names = {f"{path}.{n}" if path else n for n, _ in module.named_parameters()}
+        if names and names <= matched and not any(path.startswith(c + ".") for c in chosen):
+            chosen.append(path)
+    covered = {n for n in matched if any(n.startswith(c + ".") for c in chosen)}
+    if covered != matched:
+        raise ValueError(f"head_patterns must select whole modules; partly selected: {sorted(matched - covered)}")
+    return chosen
+
+
+def save_lora(model: nn.Module, name: str, directory: str | Path, head_patterns: Iterable[str] = (),
+              task_type: Optional[str] = None) -> Path:
+    """Write adapter ``name`` in peft's format (+ the head modules as peft ``modules_to_save``)."""
+    from safetensors.torch import save_file
+
+    book = _require(model, name)
+    config = book.configs[name]
+    tensors: dict[str, Tensor] = {}
+    fan_in_fan_out = False
+    for path in book.paths[name]:
+        layer = model.get_submodule(path)
+        fan_in_fan_out |= layer.fan_in_fan_out
+        for part in ("A", "B"):  # peft leaves the adapter name out of saved keys
+            weight = getattr(layer, f"lora_{part}")[name].weight
+            tensors[f"{PEFT_PREFIX}{path}.lora_{part}.weight"] = weight.detach().cpu().contiguous()
+    head_patterns = list(head_patterns)
+    heads = _head_modules(model, head_patterns) if head_patterns else []
+    for head in heads:  # peft saves modules_to_save under the original module path
+        for key, t in model.get_submodule(head).state_dict().items():
+            tensors[f"{PEFT_PREFIX}{head}.{key}"] = t.detach().cpu().contiguous()
+    meta = {
+        "peft_type": "LORA", "task_type": task_type, "base_model_name_or_path": None, "revision": None,
+        "inference_mode": True, "r": config.r, "lora_alpha": config.alpha, "lora_dropout": config.dropout,
+        "target_modules": config.target_modules, "use_rslora": config.use_rslora, "bias": "none",
+        "fan_in_fan_out": fan_in_fan_out, "modules_to_save": heads or None, "init_lora_weights": True,
+        "use_dora": False, "rank_pattern": {}, "alpha_pattern": {}, "layers_to_transform": None,
+        "layers_pattern": None,
+    }
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "adapter_config.json").write_text(json.dumps(meta, indent=2))
+    save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
+    return directory
+
+
+def load_lora(model: nn.Module, directory: str | Path, name: Optional[str] = None) -> str:
+    """Add a LoRA saved in peft's format (by :func:`save_lora` or peft) as ``name`` (default "default").
+
+    The adapted layers are read from the tensor keys; the head (peft ``modules_to_save``) is
+    copied into the model. Like :func:`add_lora`, the adapter is not activated.
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    for file in ("adapter_config.json", "adapter_model.safetensors"):
+        if not (directory / file).is_file():
+            found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else "no such directory"
+            raise FileNotFoundError(f"{directory / file} not found (in {directory}: {found})")
+    meta = json.loads((directory / "adapter_config.json").read_text())
+    if meta.get("peft_type") != "LORA":
+        raise ValueError(f"Not a LoRA adapter: peft_type is {meta.get('peft_type')!r}")
+    unsupported = {k: meta.get(k) for k in ("use_dora", "rank_pattern", "alpha_pattern", "lora_bias")
+                   if meta.get(k)} | ({"bias": meta["bias"]} if meta.get("bias", "none") != "none" else {})
+    if unsupported:
+        raise ValueError(f"This LoRA uses options course_lib does not implement: {unsupported}")
+    tensors = load_file(str(directory / "adapter_model.safetensors"))
+    lora, head = {}, {}
+    for key, t in tensors.items():
+        if (m := _PEFT_KEY.match(key)) is not None:
+            lora[(m.group(1), m.group(2))] = t
+        elif key.startswith(PEFT_PREFIX):
+            head[key[len(PEFT_PREFIX):]] = t
+        else:
+            raise ValueError(f"Unexpected key {key!r}: peft keys start with {PEFT_PREFIX!r}")
+    paths = list(dict.fromkeys(path for path, _ in lora))
+    for path in paths:
+        if (path, "A") not in lora or (path, "B") not in lora:
+            raise ValueError(f"{path!r} needs both lora_A and lora_B tensors")
+    candidates = set(_candidates(model))
+    missing = [p for p in paths if p not in candidates]
+    if missing:
+        raise ValueError(f"The saved LoRA adapts layers this model lacks: {missing[:4]}; "
+                         f"this model has {_suffix_names(sorted(candidates))}")
+    config = LoRAConfig(meta["r"], meta["lora_alpha"], meta.get("lora_dropout", 0.0),
+                        meta.get("use_rslora", False), meta.get("target_modules") or [])
+    name = name or "default"
+    _inject(model, name, paths, config, merge_on_eval=False)
+    existing = dict(model.named_parameters()) | dict(model.named_buffers())
+    targets = {(p, part): getattr(model.get_submodule(p), f"lora_{part}")[name].weight for p, part in lora}
+    targets |= {k: existing.get(k) for k in head}
+    saved = {**lora, **head}
+    wrong = [f"{k}: saved {tuple(t.shape)}, model {None if targets[k] is None else tuple(targets[k].shape)}"
+             for k, t in saved.items() if targets[k] is None or targets[k].shape != t.shape]
+    if wrong:
+        delete_lora(model, name)
+        raise ValueError("Saved tensors do not fit this model: " + "; ".join(wrong[:4]))
+    with torch.no_grad():
+        for key, t in saved.items():
+            targets[key].copy_(t.to(targets[key].device, targets[key].dtype))
+    return name
