@@ -42,3 +42,19 @@ def load_trainable(model: nn.Module, path: str | Path) -> list[str]:
         for n, t in saved.items():
             params[n].copy_(t.to(params[n].device, params[n].dtype))
     return sorted(saved)
+
+
+def copy_saved_tensors(params: dict[str, nn.Parameter], tensors: dict[str, torch.Tensor]) -> None:
+    """Copy saved tensors into the parameters with the same keys; the two key sets must match exactly."""
+    if set(tensors) != set(params):
+        raise ValueError(f"Saved tensors do not fit this model: missing {sorted(set(params) - set(tensors))[:4]}, "
+                         f"unexpected {sorted(set(tensors) - set(params))[:4]}")
+    with torch.no_grad():
+        for key, p in params.items():
+            p.copy_(tensors[key].to(p.device, p.dtype))
+
+
+def load_head_if_saved(model: nn.Module, path: str | Path) -> None:
+    """Load a task head saved next to a PEFT module (via `load_trainable`), if that file exists."""
+    if Path(path).is_file():
+        load_trainable(model, path)

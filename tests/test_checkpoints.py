@@ -50,3 +50,16 @@ def test_training_memory_matches_a_real_adamw_step():
     state_bytes = sum(t.numel() * t.element_size() for s in opt.state.values() for k, t in s.items()
                       if k in ("exp_avg", "exp_avg_sq"))
     assert state_bytes == memory["adamw states"]
+
+
+def test_copy_saved_tensors_requires_matching_keys(tmp_path):
+    from course_lib.checkpoints import copy_saved_tensors, load_head_if_saved
+
+    layer = torch.nn.Linear(2, 2)
+    params = dict(layer.named_parameters())
+    copy_saved_tensors(params, {"weight": torch.ones(2, 2), "bias": torch.zeros(2)})
+    assert torch.equal(layer.weight, torch.ones(2, 2))
+    with pytest.raises(ValueError, match="missing \\['bias'\\]"):
+        copy_saved_tensors(params, {"weight": torch.ones(2, 2)})
+    load_head_if_saved(layer, tmp_path / "absent.safetensors")  # no file: nothing happens
+    assert torch.equal(layer.weight, torch.ones(2, 2))

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.common import config_from_dict
+from ..checkpoints import copy_saved_tensors, load_head_if_saved
 from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -430,15 +431,10 @@ def load_adapter(model: nn.Module, directory: str | Path, name: Optional[str] = 
     name = name or saved_name
     add_adapter(model, name, AdapterConfig.from_dict(meta))
     tensors, params = load_file(str(directory / "adapter_model.safetensors")), _adapter_parameters(model, name)
-    if set(tensors) != set(params):
-        delete_adapter(model, name)
-        raise ValueError(f"Saved tensors do not fit this model: missing {sorted(set(params) - set(tensors))[:4]}, "
-                         f"unexpected {sorted(set(tensors) - set(params))[:4]}")
-    with torch.no_grad():
-        for key, p in params.items():
-            p.copy_(tensors[key])
-    if (directory / HEAD_FILE).is_file():
-        from ..checkpoints import load_trainable
-
-        load_trainable(model, directory / HEAD_FILE)
+    try:
+        copy_saved_tensors(params, tensors)
+    except ValueError:
+        delete_adapter(model, name)  # leave the model as it was
+        raise
+    load_head_if_saved(model, directory / HEAD_FILE)
     return name

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from .adapters import (_BOOK, HEAD_FILE, AdapterConfig, AdapterSite, _AdapterBook, _book, _model_width,
                        detect_architecture, list_adapters)
+from ..checkpoints import copy_saved_tensors, load_head_if_saved
 from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
 
 QK_INIT_STD = 0.02       # std of the query and key weights at init
@@ -256,15 +257,10 @@ def load_fusion(model: nn.Module, directory: str | Path, name: Optional[str] = N
     name = name or meta["name"]
     add_fusion(model, adapters, name)
     tensors, params = load_file(str(directory / WEIGHTS_FILE)), _fusion_parameters(model, name)
-    if set(tensors) != set(params):
-        delete_fusion(model, name)
-        raise ValueError(f"Saved tensors do not fit this model: missing {sorted(set(params) - set(tensors))[:4]}, "
-                         f"unexpected {sorted(set(tensors) - set(params))[:4]}")
-    with torch.no_grad():
-        for key, p in params.items():
-            p.copy_(tensors[key])
-    if (directory / HEAD_FILE).is_file():
-        from ..checkpoints import load_trainable
-
-        load_trainable(model, directory / HEAD_FILE)
+    try:
+        copy_saved_tensors(params, tensors)
+    except ValueError:
+        delete_fusion(model, name)  # leave the model as it was
+        raise
+    load_head_if_saved(model, directory / HEAD_FILE)
     return name
