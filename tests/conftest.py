@@ -22,3 +22,13 @@ def small_tokenizer():
     from course_lib.data.tokenizer import train_tokenizer
 
     return train_tokenizer(SAMPLE_TEXTS, vocab_size=120)
+
+
+@pytest.fixture()
+def data(small_tokenizer):
+    """32 labelled sentences and a classification collator for a few training steps."""
+    from course_lib.data.collate import ClassificationCollator
+
+    texts = ["tom said the soup was superb .", "anna found the laptop awful ."] * 16
+    rows = [{"text": t, "label": i % 2} for i, t in enumerate(texts)]
+    return rows, ClassificationCollator(small_tokenizer, max_len=32)

@@ -5,44 +5,16 @@ import copy
 import pytest
 import torch
 
-from course_lib.data.collate import ClassificationCollator
-from course_lib.models import GPT, EncoderConfig, EncoderForSequenceClassification, GPTConfig
 from course_lib.params import count_parameters
 from course_lib.peft.adapters import (AdapterConfig, AdapterSite, BottleneckAdapter, active_adapters,
                                       adapter_param_count, adapter_state_dict, add_adapter, deactivate_adapters,
-                                      delete_adapter, list_adapters, load_adapter, save_adapter,
-                                      set_active_adapters, train_adapter)
-from course_lib.train import TrainConfig, train
+                                      delete_adapter, list_adapters, load_adapter, save_adapter, set_active_adapters,
+                                      train_adapter)
+
+from tiny_models import logits, tiny_bert, tiny_classifier, tiny_gpt, train_steps
+
 
 PLACEMENTS = ["houlsby", "pfeiffer", "parallel"]
-
-
-def tiny_classifier(seed=0, d_model=32):
-    torch.manual_seed(seed)
-    return EncoderForSequenceClassification(EncoderConfig(vocab_size=120, max_len=32, d_model=d_model, n_layers=3,
-                                                          n_heads=2, d_ff=64), num_labels=2).eval()
-
-
-def tiny_gpt(seed=0):
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=120, max_len=32, d_model=32, n_layers=2, n_heads=2, d_ff=64)).eval()
-
-
-def tiny_bert(seed=0):
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(seed)
-    return BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
-                                                    num_attention_heads=2, intermediate_size=32)).eval()
-
-
-def ids(vocab=120, seed=1):
-    return torch.randint(1, vocab, (3, 10), generator=torch.Generator().manual_seed(seed))
-
-
-@torch.no_grad()
-def logits(model, vocab=120):
-    return model(ids(vocab)).logits
 
 
 @torch.no_grad()
@@ -53,19 +25,6 @@ def randomize(model, name):
         if isinstance(module, AdapterSite) and name in module.adapters:
             for p in module.adapters[name].parameters():
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-
-
-@pytest.fixture()
-def data(small_tokenizer):
-    texts = ["tom said the soup was superb .", "anna found the laptop awful ."] * 16
-    rows = [{"text": t, "label": i % 2} for i, t in enumerate(texts)]
-    return rows, ClassificationCollator(small_tokenizer, max_len=32)
-
-
-def train_steps(model, data, steps=4):
-    rows, collate = data
-    train(model, rows, collate, TrainConfig(steps=steps, batch_size=8, lr=1e-2, eval_every=steps),
-          device=torch.device("cpu"), show_progress=False)
 
 
 def test_parameter_formula_and_bert_base_counts():

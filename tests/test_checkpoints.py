@@ -4,7 +4,7 @@ import torch
 from course_lib.checkpoints import load_trainable, save_trainable
 from course_lib.params import count_parameters, training_memory_bytes
 from course_lib.peft.freezing import bitfit, freeze_all
-from test_freezing import tiny_classifier
+from tiny_models import tiny_classifier
 
 
 def test_trainable_checkpoint_reloads_to_identical_predictions(tmp_path, small_tokenizer):

@@ -5,24 +5,11 @@ import copy
 import pytest
 import torch
 
-from course_lib.data.collate import ClassificationCollator
-from course_lib.models import EncoderConfig, EncoderForSequenceClassification
 from course_lib.peft.freezing import (bitfit, freeze_all, head_only, layer_indices, top_k_layers, trainable_names,
                                       unfreeze, unfreeze_where)
 from course_lib.train import TrainConfig, train
 
-
-def tiny_classifier(seed=0):
-    torch.manual_seed(seed)
-    return EncoderForSequenceClassification(EncoderConfig(vocab_size=120, max_len=32, d_model=32, n_layers=3,
-                                                          n_heads=2, d_ff=64), num_labels=2)
-
-
-@pytest.fixture()
-def data(small_tokenizer):
-    texts = ["tom said the soup was superb .", "anna found the laptop awful ."] * 16
-    rows = [{"text": t, "label": i % 2} for i, t in enumerate(texts)]
-    return rows, ClassificationCollator(small_tokenizer, max_len=32)
+from tiny_models import tiny_classifier
 
 
 def changed_after_training(model, data):

@@ -6,40 +6,17 @@ import json
 import pytest
 import torch
 
-from course_lib.data.collate import ClassificationCollator
-from course_lib.models import EncoderConfig, EncoderForSequenceClassification
 from course_lib.params import count_parameters
 from course_lib.peft.adapters import (AdapterConfig, AdapterSite, active_adapters, add_adapter, delete_adapter,
                                       list_adapters, load_adapter, save_adapter, set_active_adapters)
 from course_lib.peft.fusion import (FusionLayer, active_fusion, add_fusion, delete_fusion, fusion_adapters,
                                     fusion_attention, fusion_param_count, list_fusions, load_fusion, save_fusion,
                                     set_active_fusion, train_fusion)
-from course_lib.train import TrainConfig, train
+
+from tiny_models import logits, tiny_bert, tiny_classifier, train_steps
+
 
 NAMES = ["a", "b", "c"]
-
-
-def tiny_classifier(seed=0, d_model=32):
-    torch.manual_seed(seed)
-    return EncoderForSequenceClassification(EncoderConfig(vocab_size=120, max_len=32, d_model=d_model, n_layers=3,
-                                                          n_heads=2, d_ff=64), num_labels=2).eval()
-
-
-def tiny_bert(seed=0):
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(seed)
-    return BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
-                                                    num_attention_heads=2, intermediate_size=32)).eval()
-
-
-def ids(vocab=120, seed=1):
-    return torch.randint(1, vocab, (3, 10), generator=torch.Generator().manual_seed(seed))
-
-
-@torch.no_grad()
-def logits(model, vocab=120):
-    return model(ids(vocab)).logits
 
 
 @torch.no_grad()
@@ -88,20 +65,6 @@ def manual_deltas(site, names, seen, ffn_input=None):
         x = ffn_input if site.modes[n] == "parallel" else seen["h"]
         out.append(site.adapters[n].delta(x))
     return torch.stack(out, dim=-2)
-
-
-@pytest.fixture()
-def data(small_tokenizer):
-    texts = ["tom said the soup was superb .", "anna found the laptop awful ."] * 16
-    rows = [{"text": t, "label": i % 2} for i, t in enumerate(texts)]
-    return rows, ClassificationCollator(small_tokenizer, max_len=32)
-
-
-def train_steps(model, data, steps=4):
-    rows, collate = data
-    train(model, rows, collate, TrainConfig(steps=steps, batch_size=8, lr=1e-2, eval_every=steps),
-          device=torch.device("cpu"), show_progress=False)
-    model.eval()
 
 
 def test_fusion_layer_weights_mean_and_size():

@@ -8,27 +8,18 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.data.collate import ClassificationCollator
-from course_lib.models import EncoderConfig, EncoderForSequenceClassification
 from course_lib.params import count_parameters
-from course_lib.peft.lora import (LoRALinear, active_lora, add_lora, delete_lora, disable_lora, list_lora,
-                                  load_lora, lora_layers, lora_param_count, merge_and_unload, merge_lora, save_lora,
+from course_lib.peft.lora import (LoRALinear, active_lora, add_lora, delete_lora, disable_lora, list_lora, load_lora,
+                                  lora_layers, lora_param_count, merge_and_unload, merge_lora, save_lora,
                                   set_active_lora, train_lora, unmerge_lora)
 from course_lib.train import TrainConfig, train
 
+import tiny_models
+from tiny_models import logits, tiny_bert
+
 
 def tiny_classifier(seed=0):
-    torch.manual_seed(seed)
-    return EncoderForSequenceClassification(EncoderConfig(vocab_size=120, max_len=32, d_model=32, n_layers=2,
-                                                          n_heads=2, d_ff=64), num_labels=2).eval()
-
-
-def tiny_bert(seed=0):
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(seed)
-    return BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
-                                                    num_attention_heads=2, intermediate_size=32)).eval()
+    return tiny_models.tiny_classifier(seed, n_layers=2)
 
 
 def tiny_gpt2(seed=0):
@@ -37,15 +28,6 @@ def tiny_gpt2(seed=0):
     torch.manual_seed(seed)
     return GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=32, n_embd=16, n_layer=2, n_head=2,
                                       bos_token_id=0, eos_token_id=0)).eval()
-
-
-def ids(vocab=120, seed=1):
-    return torch.randint(1, vocab, (3, 10), generator=torch.Generator().manual_seed(seed))
-
-
-@torch.no_grad()
-def logits(model, vocab=120):
-    return model(ids(vocab)).logits
 
 
 @torch.no_grad()
@@ -63,13 +45,6 @@ def linear_with_lora(r=4, alpha=8, **kw):
     with torch.no_grad():
         layer.lora_B["default"].weight.normal_(0, 0.5)
     return layer
-
-
-@pytest.fixture()
-def data(small_tokenizer):
-    texts = ["tom said the soup was superb .", "anna found the laptop awful ."] * 16
-    rows = [{"text": t, "label": i % 2} for i, t in enumerate(texts)]
-    return rows, ClassificationCollator(small_tokenizer, max_len=32)
 
 
 def test_init_scaling_and_zero_update():
