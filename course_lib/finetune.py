@@ -38,6 +38,11 @@ class FinetuneResult:
     history: History
 
     @property
+    def val_loss(self) -> float:
+        """Validation loss at the end of training (more sensitive than accuracy near the ceiling)."""
+        return self.history.last("val_loss")
+
+    @property
     def trainable_percent(self) -> float:
         """Trainable share of all parameters, in percent."""
         return 100.0 * self.trainable_params / self.total_params

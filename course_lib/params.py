@@ -116,10 +116,13 @@ def trainable_bytes(model: nn.Module) -> int:
 
 
 def training_memory_bytes(model: nn.Module, bytes_per_value: int = 4) -> dict[str, int]:
-    """Memory of weights, gradients and AdamW's two moment buffers (which exist only for trainable params)."""
+    """Memory of weights (as stored: parameters + buffers, so 4-bit weights count as 4 bits), gradients and
+    AdamW's two moment buffers (which exist only for trainable params, at ``bytes_per_value`` each)."""
     count = count_parameters(model)
+    stored = sum(p.numel() * p.element_size() for _, p in _unique_parameters(model))
+    stored += sum(b.numel() * b.element_size() for b in model.buffers())
     return {
-        "weights": count.total * bytes_per_value,
+        "weights": stored,
         "gradients": count.trainable * bytes_per_value,
         "adamw states": 2 * count.trainable * bytes_per_value,
     }

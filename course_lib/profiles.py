@@ -43,6 +43,8 @@ class Profile:
     # real pretrained models (the packaged MiniLM): full runs, or a tiny smoke run where real_models is False
     real_models: bool
     real_finetune_steps: int
+    # comparisons whose differences are small repeat over this many seeds (1 in ci)
+    seeds: int
 
     def to_dict(self) -> dict:
         """Return the profile as a plain dict (for tables and cache keys)."""
@@ -55,21 +57,21 @@ PROFILES: dict[str, Profile] = {
         max_len=32, d_model=64, n_layers=2, n_heads=2, d_ff=128, vocab_size=640,
         pretrain_steps=400, pretrain_batch=64, pretrain_lr=3e-3,
         finetune_steps=120, finetune_batch=32, finetune_lr=1e-3, eval_every=20,
-        real_models=False, real_finetune_steps=4,
+        real_models=False, real_finetune_steps=4, seeds=1,
     ),
     "cpu": Profile(
         name="cpu", corpus_sentences=20000, task_train=256, task_val=256, task_test=1000,
         max_len=32, d_model=128, n_layers=3, n_heads=4, d_ff=384, vocab_size=640,
         pretrain_steps=800, pretrain_batch=64, pretrain_lr=1.5e-3,
         finetune_steps=150, finetune_batch=32, finetune_lr=5e-4, eval_every=25,
-        real_models=True, real_finetune_steps=60,
+        real_models=True, real_finetune_steps=60, seeds=3,
     ),
     "gpu": Profile(
         name="gpu", corpus_sentences=100000, task_train=256, task_val=512, task_test=2000,
         max_len=48, d_model=256, n_layers=6, n_heads=8, d_ff=1024, vocab_size=640,
         pretrain_steps=6000, pretrain_batch=128, pretrain_lr=6e-4,
         finetune_steps=300, finetune_batch=32, finetune_lr=3e-4, eval_every=50,
-        real_models=True, real_finetune_steps=300,
+        real_models=True, real_finetune_steps=300, seeds=3,
     ),
 }
 

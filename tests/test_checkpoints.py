@@ -63,3 +63,14 @@ def test_copy_saved_tensors_requires_matching_keys(tmp_path):
         copy_saved_tensors(params, {"weight": torch.ones(2, 2)})
     load_head_if_saved(layer, tmp_path / "absent.safetensors")  # no file: nothing happens
     assert torch.equal(layer.weight, torch.ones(2, 2))
+
+
+def test_training_memory_counts_quantized_weights_as_stored():
+    from course_lib.peft.quant import quantize_model
+
+    model = tiny_classifier()
+    fp32 = training_memory_bytes(model)["weights"]
+    quantize_model(model)
+    nf4 = training_memory_bytes(model)["weights"]
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    assert 0 < buffers < nf4 < fp32

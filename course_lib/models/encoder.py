@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from .attention import FeedForward, MultiHeadSelfAttention
 from .common import BackboneConfig, init_weights
+from .gpt import token_vectors
 from .outputs import ModelOutput
 
 
@@ -36,10 +37,11 @@ class EncoderEmbeddings(nn.Module):
         self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, input_ids: Tensor) -> Tensor:
-        """[B, T] token ids -> [B, T, d_model] vectors."""
-        pos = torch.arange(input_ids.size(1), device=input_ids.device)
-        return self.drop(self.norm(self.tok_embed(input_ids) + self.pos_embed(pos)))
+    def forward(self, input_ids: Optional[Tensor] = None, inputs_embeds: Optional[Tensor] = None) -> Tensor:
+        """[B, T] token ids (or token vectors ``inputs_embeds`` [B, T, d_model]) -> [B, T, d_model] vectors."""
+        tokens = token_vectors(self.tok_embed, input_ids, inputs_embeds)
+        pos = torch.arange(tokens.size(1), device=tokens.device)
+        return self.drop(self.norm(tokens + self.pos_embed(pos)))
 
 
 class EncoderLayer(nn.Module):
@@ -69,14 +71,22 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList([EncoderLayer(config) for _ in range(config.n_layers)])
         self.apply(init_weights)
 
-    def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
-        """Hidden states [B, T, d_model]; without a mask, padding is found from ``pad_token_id``."""
-        T = input_ids.size(1)
-        if T > self.config.max_len:
-            raise ValueError(f"Sequence length {T} exceeds max_len={self.config.max_len}; allowed lengths: 1..{self.config.max_len}")
+    def forward(self, input_ids: Optional[Tensor] = None, attention_mask: Optional[Tensor] = None,
+                inputs_embeds: Optional[Tensor] = None) -> Tensor:
+        """Hidden states [B, T, d_model]; without a mask, padding is found from ``pad_token_id``.
+
+        Instead of ``input_ids`` [B, T] one can give token vectors ``inputs_embeds`` [B, T, d_model]
+        (positions are still added here); without a mask every position then counts as real.
+        """
+        given = input_ids if input_ids is not None else inputs_embeds
+        if given is not None and given.dim() > 1 and given.size(1) > self.config.max_len:
+            raise ValueError(f"Sequence length {given.size(1)} exceeds max_len={self.config.max_len}; "
+                             f"allowed lengths: 1..{self.config.max_len}")
+        x = self.embeddings(input_ids, inputs_embeds)
+        B, T, _ = x.shape
         if attention_mask is None:
-            attention_mask = (input_ids != self.config.pad_token_id).long()
-        x = self.embeddings(input_ids)
+            attention_mask = (input_ids != self.config.pad_token_id).long() if input_ids is not None else \
+                torch.ones(B, T, dtype=torch.long, device=x.device)
         for layer in self.layers:
             x = layer(x, attention_mask)
         return x
@@ -108,10 +118,10 @@ class EncoderForMaskedLM(nn.Module):
         self.mlm_head.apply(init_weights)
         self.mlm_head.decoder.weight = self.encoder.embeddings.tok_embed.weight  # tie input and output embeddings
 
-    def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None,
-                labels: Optional[Tensor] = None) -> ModelOutput:
-        """Logits [B, T, V]; loss averaged over positions whose label is not -100."""
-        hidden = self.encoder(input_ids, attention_mask)
+    def forward(self, input_ids: Optional[Tensor] = None, attention_mask: Optional[Tensor] = None,
+                labels: Optional[Tensor] = None, inputs_embeds: Optional[Tensor] = None) -> ModelOutput:
+        """Logits [B, T, V]; loss averaged over positions whose label is not -100 (``inputs_embeds``: see Encoder)."""
+        hidden = self.encoder(input_ids, attention_mask, inputs_embeds=inputs_embeds)
         logits = self.mlm_head(hidden)
         loss = None
         if labels is not None:  # no shift here: position t predicts its own (masked) token
@@ -150,10 +160,10 @@ class EncoderForSequenceClassification(nn.Module):
         self.classifier = ClassificationHead(config.d_model, num_labels, config.dropout)
         self.classifier.apply(init_weights)  # only the new head is initialised
 
-    def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None,
-                labels: Optional[Tensor] = None) -> ModelOutput:
-        """Logits [B, num_labels]; with ``labels`` [B] also the cross-entropy loss."""
-        hidden = self.encoder(input_ids, attention_mask)
+    def forward(self, input_ids: Optional[Tensor] = None, attention_mask: Optional[Tensor] = None,
+                labels: Optional[Tensor] = None, inputs_embeds: Optional[Tensor] = None) -> ModelOutput:
+        """Logits [B, num_labels]; with ``labels`` [B] also the cross-entropy loss (``inputs_embeds``: see Encoder)."""
+        hidden = self.encoder(input_ids, attention_mask, inputs_embeds=inputs_embeds)
         logits = self.classifier(hidden[:, 0])  # the [CLS] token sits at position 0
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return ModelOutput(loss=loss, logits=logits, hidden_states=hidden)

@@ -14,6 +14,21 @@ from .common import BackboneConfig, init_weights
 from .outputs import ModelOutput
 
 
+def token_vectors(tok_embed: nn.Embedding, input_ids: Optional[Tensor], inputs_embeds: Optional[Tensor]) -> Tensor:
+    """[B, T, d_model] token vectors: ``tok_embed(input_ids)``, or ``inputs_embeds`` as given (exactly one of them)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Give exactly one of input_ids [B, T] (token ids) or inputs_embeds [B, T, d_model] "
+                         f"(token vectors), got {'both' if input_ids is not None else 'neither'}.")
+    if input_ids is not None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape [B, T], got {tuple(input_ids.shape)}")
+        return tok_embed(input_ids)
+    if inputs_embeds.dim() != 3 or inputs_embeds.size(-1) != tok_embed.embedding_dim:
+        raise ValueError(f"inputs_embeds must have shape [B, T, d_model={tok_embed.embedding_dim}], "
+                         f"got {tuple(inputs_embeds.shape)}")
+    return inputs_embeds
+
+
 @dataclass
 class GPTConfig(BackboneConfig):
     """Hyper-parameters of :class:`GPT`."""
@@ -59,14 +74,19 @@ class GPT(nn.Module):
         self.apply(init_weights)
         self.lm_head.weight = self.tok_embed.weight  # weight tying: one matrix reads and writes tokens
 
-    def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None,
-                labels: Optional[Tensor] = None) -> ModelOutput:
-        """Logits [B, T, V]; with ``labels`` also the next-token loss (labels are shifted here)."""
-        B, T = input_ids.shape
+    def forward(self, input_ids: Optional[Tensor] = None, attention_mask: Optional[Tensor] = None,
+                labels: Optional[Tensor] = None, inputs_embeds: Optional[Tensor] = None) -> ModelOutput:
+        """Logits [B, T, V]; with ``labels`` also the next-token loss (labels are shifted here).
+
+        Give token ids ``input_ids`` [B, T] or, instead, ready token vectors ``inputs_embeds``
+        [B, T, d_model] (what prompt tuning uses); positions 0..T-1 are added either way.
+        """
+        tokens = token_vectors(self.tok_embed, input_ids, inputs_embeds)
+        B, T, _ = tokens.shape
         if T > self.config.max_len:
             raise ValueError(f"Sequence length {T} exceeds max_len={self.config.max_len}; allowed lengths: 1..{self.config.max_len}")
-        pos = torch.arange(T, device=input_ids.device)
-        x = self.drop(self.tok_embed(input_ids) + self.pos_embed(pos))
+        pos = torch.arange(T, device=tokens.device)
+        x = self.drop(tokens + self.pos_embed(pos))
         for layer in self.layers:
             x = layer(x, attention_mask)
         hidden = self.final_norm(x)

@@ -19,7 +19,8 @@ adapter is *inactive* until :func:`set_active_lora` (or :func:`train_lora`) swit
 ``adapter_model.safetensors`` with keys ``base_model.model.<module path>.lora_A.weight``),
 so a LoRA trained here loads with ``peft.PeftModel.from_pretrained`` and vice versa.
 GPT-2's ``Conv1D`` stores its weight as ``in x out`` (peft's ``fan_in_fan_out=True``);
-:class:`LoRALinear` transposes the update for it.
+:class:`LoRALinear` transposes the update for it. A 4-bit :class:`~course_lib.peft.quant.Linear4bit`
+base (QLoRA) works like an nn.Linear, except that it cannot be merged (it would be re-quantized).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
 from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
+from .quant import Linear4bit
 
 PEFT_PREFIX = "base_model.model."  # peft's key prefix: PeftModel.base_model (LoraModel).model
 _PEFT_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_([AB])\.weight$")
@@ -48,12 +50,19 @@ def lora_param_count(in_features: int, out_features: int, r: int) -> int:
 
 
 def _features(base: nn.Module) -> tuple[int, int]:
-    """(in_features, out_features) of an nn.Linear or a GPT-2 Conv1D (weight stored as in x out)."""
+    """(in_features, out_features) of an nn.Linear, a 4-bit Linear4bit or a GPT-2 Conv1D (weight stored as in x out)."""
     if isinstance(base, Conv1D):
         return base.weight.shape[0], base.weight.shape[1]
-    if isinstance(base, nn.Linear):
+    if isinstance(base, (nn.Linear, Linear4bit)):
         return base.in_features, base.out_features
-    raise TypeError(f"LoRA wraps nn.Linear or transformers Conv1D layers, got {type(base).__name__}")
+    raise TypeError(f"LoRA wraps nn.Linear, Linear4bit or transformers Conv1D layers, got {type(base).__name__}")
+
+
+def _device_dtype(base: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where and in which dtype LoRA's A and B live: the base weight's (a 4-bit base: its compute dtype)."""
+    if isinstance(base, Linear4bit):
+        return base.packed.device, base.compute_dtype
+    return base.weight.device, base.weight.dtype
 
 
 class LoRALinear(nn.Module):
@@ -70,6 +79,9 @@ class LoRALinear(nn.Module):
         self.active: list[str] = []   # adapters used by forward (and merged by merge())
         self.merged: list[str] = []   # adapters whose update is currently inside base_layer.weight
         self.disabled = False         # True: forward runs the base layer only
+        if merge_on_eval and isinstance(base, Linear4bit):
+            raise ValueError("merge_on_eval is not possible on a 4-bit (Linear4bit) base layer: merging would "
+                             "re-quantize the weight and lose the update. Use merge_on_eval=False.")
         self.merge_on_eval = merge_on_eval
         self.add_adapter(name, r, alpha, dropout, use_rslora)
         self.active = [name]
@@ -86,9 +98,9 @@ class LoRALinear(nn.Module):
             raise ValueError(f"LoRA alpha must be > 0, got {alpha!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout!r}")
-        weight = self.base_layer.weight
-        a = nn.Linear(self.in_features, r, bias=False).to(device=weight.device, dtype=weight.dtype)
-        b = nn.Linear(r, self.out_features, bias=False).to(device=weight.device, dtype=weight.dtype)
+        device, dtype = _device_dtype(self.base_layer)
+        a = nn.Linear(self.in_features, r, bias=False).to(device=device, dtype=dtype)
+        b = nn.Linear(r, self.out_features, bias=False).to(device=device, dtype=dtype)
         nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))  # what nn.Linear does for its own weight
         nn.init.zeros_(b.weight)                            # B = 0: the update starts at exactly zero
         self.lora_A[name], self.lora_B[name] = a, b
@@ -120,6 +132,14 @@ class LoRALinear(nn.Module):
     @torch.no_grad()
     def merge(self) -> None:
         """Add the active adapters' updates into the base weight; already merged ones are skipped."""
+        pending = [name for name in self.active if name not in self.merged]
+        if pending and isinstance(self.base_layer, Linear4bit):
+            raise RuntimeError(
+                f"Cannot merge LoRA adapter(s) {pending} into a 4-bit ({self.base_layer.code_book}) base weight: "
+                f"the merged weight would have to be re-quantized to 4 bits, and that rounding error is larger "
+                f"than a typical LoRA update, so the update would be mostly lost. Either call "
+                f"course_lib.peft.quant.dequantize_model(model) first (the base becomes a full-precision "
+                f"nn.Linear, then merge), or keep the adapter unmerged (forward already adds it).")
         for name in self.active:
             if name not in self.merged:
                 self.base_layer.weight += self.delta_weight(name).to(self.base_layer.weight.dtype)
@@ -201,9 +221,9 @@ def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
 
 
 def _candidates(model: nn.Module) -> list[str]:
-    """Paths of the layers LoRA can target: nn.Linear / Conv1D (or LoRALinear), not LoRA's own A and B."""
+    """Paths of the layers LoRA can target: nn.Linear / Linear4bit / Conv1D (or LoRALinear), not LoRA's own A and B."""
     wrapped = list(lora_layers(model))
-    return [n for n, m in model.named_modules() if n and isinstance(m, (nn.Linear, Conv1D, LoRALinear))
+    return [n for n, m in model.named_modules() if n and isinstance(m, (nn.Linear, Linear4bit, Conv1D, LoRALinear))
             and not any(n.startswith(w + ".") for w in wrapped)]
 
 
@@ -231,7 +251,7 @@ def find_targets(model: nn.Module, target_modules: str | Iterable[str]) -> list[
         raise ValueError(f"Give at least one target module. {hint}")
     for t in targets:
         if not any(p == t or p.endswith("." + t) for p in candidates):
-            raise ValueError(f"Target {t!r} matched no nn.Linear/Conv1D module. {hint}")
+            raise ValueError(f"Target {t!r} matched no nn.Linear/Linear4bit/Conv1D module. {hint}")
     return [p for p in candidates if any(p == t or p.endswith("." + t) for t in targets)]
 
 
