@@ -75,7 +75,7 @@ def finetune_classifier(model: nn.Module, tokenizer, splits, name: str = "model"
     counts = count_parameters(model)
     start = time.perf_counter()
     history = train(model, splits["train"], collate, config, eval_data=splits["validation"], device=device,
-                    desc=f"fine-tune {name}", show_progress=show_progress)
+                    desc=f"fine-tune {name}", show_progress=show_progress, precision=profile.precision)
     seconds = time.perf_counter() - start
     test = evaluate(model, splits["test"], collate, device)
     return FinetuneResult(

@@ -38,9 +38,14 @@ def _unique_parameters(model: nn.Module):
         yield name, p
 
 
+def quantized_weight_count(model: nn.Module) -> int:
+    """Weights held in packed low-bit buffers (modules flagged ``stores_quantized_weight``, e.g. Linear4bit)."""
+    return sum(m.in_features * m.out_features for m in model.modules() if getattr(m, "stores_quantized_weight", False))
+
+
 def count_parameters(model: nn.Module) -> ParamCount:
-    """Count trainable and total parameters (tied weights counted once)."""
-    trainable = total = 0
+    """Count trainable and total parameters (tied weights once; quantized weights count as frozen parameters)."""
+    trainable, total = 0, quantized_weight_count(model)
     for _, p in _unique_parameters(model):
         total += p.numel()
         if p.requires_grad:

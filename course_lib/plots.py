@@ -126,3 +126,31 @@ def plot_grouped_bars(table: Mapping[str, Mapping[str, float]], ylabel: str = ""
     ax.legend(loc="lower right", framealpha=0.9, frameon=True)
     fig.tight_layout()
     return fig
+
+
+def plot_tradeoff(points: Mapping[str, tuple[float, float]], groups: Mapping[str, str] | None = None,
+                  xlabel: str = "trainable parameters (log scale)", ylabel: str = "test accuracy", title: str = "",
+                  errors: Mapping[str, float] | None = None, logx: bool = True, ax=None) -> Figure:
+    """Scatter of named (x, y) points, e.g. quality vs trainable parameters, coloured by group, each one labelled."""
+    _check_mapping(points, "points")
+    groups = groups or {}
+    missing = set(groups) - set(points)
+    if missing:
+        raise ValueError(f"groups names points that do not exist: {sorted(missing)}; points are {list(points)}")
+    fig, ax = _new_axes(ax, figsize=(8.0, 4.6))
+    palette = {g: COLORS[i % len(COLORS)] for i, g in enumerate(dict.fromkeys(groups.get(n, "") for n in points))}
+    seen = set()
+    for name, (x, y) in points.items():
+        group = groups.get(name, "")
+        err = (errors or {}).get(name)
+        ax.errorbar([x], [y], yerr=None if err is None else [err], fmt="o", ms=7, color=palette[group], capsize=3,
+                    label=group if group and group not in seen else None)
+        seen.add(group)
+        ax.annotate(name, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if any(groups.values()):
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig

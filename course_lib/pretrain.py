@@ -143,7 +143,7 @@ def load_pretrained(name: str, profile: Profile | str | None = None, force: bool
     collate = (CausalLMCollator(tokenizer, profile.max_len) if name == "gpt"
                else MLMCollator(tokenizer, profile.max_len, seed=0))
     history = train(model, train_texts, collate, recipe, eval_data=val_texts, device=device or get_device(),
-                    desc=f"pretrain {name}", show_progress=show_progress)
+                    desc=f"pretrain {name}", show_progress=show_progress, precision=profile.precision)
     model.cpu().eval()
 
     def write(tmp: Path) -> None:

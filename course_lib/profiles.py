@@ -45,6 +45,8 @@ class Profile:
     real_finetune_steps: int
     # comparisons whose differences are small repeat over this many seeds (1 in ci)
     seeds: int
+    # training arithmetic: "fp32", or "bf16" autocast (mixed precision, used on GPUs that support it)
+    precision: str = "fp32"
 
     def to_dict(self) -> dict:
         """Return the profile as a plain dict (for tables and cache keys)."""
@@ -71,7 +73,7 @@ PROFILES: dict[str, Profile] = {
         max_len=48, d_model=256, n_layers=6, n_heads=8, d_ff=1024, vocab_size=640,
         pretrain_steps=6000, pretrain_batch=128, pretrain_lr=6e-4,
         finetune_steps=300, finetune_batch=32, finetune_lr=3e-4, eval_every=50,
-        real_models=True, real_finetune_steps=300, seeds=3,
+        real_models=True, real_finetune_steps=300, seeds=3, precision="bf16",
     ),
 }
 

@@ -7,8 +7,10 @@ same loop trains classifiers, causal LMs and masked LMs.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -151,13 +153,33 @@ def predict(model: nn.Module, data: Sequence, collate_fn: Callable, device: torc
     return torch.cat(logits)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def mixed_precision(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
+    """The autocast context for a precision on a device ("fp32": a no-op; "bf16": bfloat16 autocast)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        warnings.warn(f"{torch.cuda.get_device_name(device)} has no bf16 support: training in fp32.")
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
 def train(model: nn.Module, train_data: Sequence, collate_fn: Callable, config: TrainConfig,
           eval_data: Sequence | None = None, device: torch.device | None = None,
-          desc: str = "train", show_progress: bool = True) -> History:
-    """Train ``model`` for ``config.steps`` optimizer steps and return its History."""
+          desc: str = "train", show_progress: bool = True, precision: str = "fp32") -> History:
+    """Train ``model`` for ``config.steps`` optimizer steps and return its History.
+
+    ``precision="bf16"`` runs forward and loss under bfloat16 autocast (mixed precision: weights, gradients and
+    optimizer state stay fp32); where the device cannot do bf16 it falls back to fp32 with a warning.
+    """
     if len(train_data) == 0:
         raise ValueError("train_data is empty.")
     device = device or get_device()
+    autocast = mixed_precision(device, precision)
     model.to(device).train()
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     warmup = int(config.warmup_ratio * config.steps)
@@ -178,7 +200,8 @@ def train(model: nn.Module, train_data: Sequence, collate_fn: Callable, config: 
             batches = iter(loader)
             batch = next(batches)
         batch = _to_device(batch, device)
-        loss = model(**batch).loss
+        with autocast:
+            loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:

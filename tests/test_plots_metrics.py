@@ -5,7 +5,7 @@ import torch
 
 from course_lib.metrics import accuracy, perplexity, subset_accuracy
 from course_lib.plots import (plot_bars, plot_curves, plot_grouped_bars, plot_histories, plot_param_counts,
-                              plot_storage_vs_tasks)
+                              plot_storage_vs_tasks, plot_tradeoff)
 from course_lib.train import History
 
 
@@ -88,3 +88,15 @@ def test_subspace_similarity():
     assert (sim >= 0).all() and (sim <= 1 + 1e-6).all()
     with pytest.raises(ValueError, match="same d"):
         subspace_similarity(torch.randn(2, 5), torch.randn(2, 6))
+
+
+def test_tradeoff_plot_labels_every_point_and_colours_by_group():
+    points = {"full": (1e6, 0.9), "lora": (1e4, 0.88), "prompt": (1e3, 0.6)}
+    fig = plot_tradeoff(points, groups={"full": "full", "lora": "reparam", "prompt": "prompt"},
+                        errors={"lora": 0.02})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == list(points)
+    assert ax.get_xscale() == "log"
+    assert len(ax.get_legend().get_texts()) == 3
+    with pytest.raises(ValueError, match="do not exist"):
+        plot_tradeoff(points, groups={"qlora": "quantized"})

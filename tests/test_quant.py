@@ -290,3 +290,13 @@ def test_memory_and_error_helpers():
     assert 0 < fp16["rmse"] < bf16["rmse"] < 0.1 * nf4_err["rmse"]
     with pytest.raises(ValueError, match="floating dtype"):
         cast_error(weight, torch.int8)
+
+
+
+def test_count_parameters_counts_quantized_weights_as_frozen():
+    model = tiny_classifier()
+    before = count_parameters(model).total
+    quantize_model(model)
+    assert count_parameters(model).total == before
+    model.requires_grad_(False)
+    assert count_parameters(model).trainable == 0

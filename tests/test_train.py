@@ -120,3 +120,21 @@ def test_predict_returns_logits_in_order():
     with torch.no_grad():
         expected = model(**collate(data)).logits
     assert torch.allclose(logits, expected)
+
+
+def test_bf16_autocast_trains_and_fp32_is_the_default(data):
+    from course_lib.train import mixed_precision
+    from tiny_models import tiny_classifier
+
+    rows, collate = data
+    config = TrainConfig(steps=3, batch_size=8, lr=1e-2, eval_every=3)
+    fp32 = train(tiny_classifier(), rows, collate, config, device=torch.device("cpu"), show_progress=False)
+    bf16 = train(tiny_classifier(), rows, collate, config, device=torch.device("cpu"), show_progress=False,
+                 precision="bf16")
+    assert torch.isfinite(torch.tensor(bf16.last("train_loss"))) and bf16.last("train_loss") != fp32.last("train_loss")
+    with mixed_precision(torch.device("cpu"), "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with mixed_precision(torch.device("cpu"), "fp32"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        mixed_precision(torch.device("cpu"), "fp8")

@@ -274,6 +274,8 @@ def cast_error(weight: Tensor, dtype: torch.dtype) -> dict[str, float]:
 class Linear4bit(nn.Module):
     """A frozen nn.Linear whose weight is stored block-wise in 4 bits and dequantized on the fly in forward."""
 
+    stores_quantized_weight = True  # count_parameters counts its packed weight as frozen parameters
+
     def __init__(self, weight: QuantizedTensor, bias: Optional[Tensor] = None,
                  compute_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
