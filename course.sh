@@ -6,6 +6,8 @@
 #   bash course.sh run       set up, then execute every notebook headlessly (active profile) into build/executed/
 #   bash course.sh test      set up, then run the unit tests and every notebook with nbval (ci profile, offline)
 #   bash course.sh refresh   maintainers: re-execute the committed notebooks in place (cpu profile)
+#   bash course.sh slides    set up, then build the instructor decks into build/slides/ (--check: open each in
+#                            headless Chromium; see slides/README.md)
 #   bash course.sh setup     only set up
 #
 # Environment knobs: PYTHON (interpreter for the venv, default python3), COURSE_VENV (default .venv),
@@ -32,7 +34,7 @@ setup() {
     echo ">> installing the course into $VENV"
     python -m pip install --quiet --upgrade pip
     python -c "import torch" 2>/dev/null || python -m pip install --quiet "$TORCH_SPEC"
-    python -m pip install --quiet -e ".[test,real]"
+    python -m pip install --quiet -e ".[test,real,slides]"
     echo "$want" > "$stamp"
 }
 
@@ -67,7 +69,10 @@ case "$cmd" in
             echo ">> re-executing $nb in place (profile: $COURSE_PROFILE)"
             jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 "$nb"
         done ;;
+    slides)
+        setup
+        exec python -m slides.build "${@:2}" ;;
     *)
-        echo "unknown command '$cmd'; use one of: lab, run, test, refresh, setup" >&2
+        echo "unknown command '$cmd'; use one of: lab, run, test, refresh, slides, setup" >&2
         exit 2 ;;
 esac

@@ -1,0 +1,1 @@
+"""Instructor slides built from the executed notebooks (run: python -m slides.build)."""
