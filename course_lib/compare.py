@@ -1,0 +1,270 @@
+"""Every fine-tuning method of the course on one task with one budget, measured the same way (the capstone).
+
+A :class:`Method` says how to turn a fresh classifier into a model ready to train (the same library calls the
+method notebooks use), its learning rate, and optionally how to finish it for deployment (fold the prefix MLP,
+merge LoRA). :func:`compare_methods` trains each one with :func:`~course_lib.finetune.finetune_classifier` and
+measures trainable parameters, checkpoint bytes, peak training memory, time per step, inference latency and
+test accuracy; :func:`comparison_table` turns the runs into one table.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .data.collate import ClassificationCollator
+from .finetune import FinetuneResult, finetune_classifier, finetune_config
+from .latency import compare_latency
+from .memory import PeakMemory
+from .params import count_parameters, trainable_bytes
+from .peft.adapters import AdapterConfig, add_adapter, load_adapter, save_adapter, train_adapter
+from .peft.freezing import bitfit, head_only
+from .peft.fusion import add_fusion, train_fusion
+from .peft.lora import add_lora, merge_and_unload, train_lora
+from .peft.prompts import add_prefix_tuning, add_prompt_tuning, train_prefix, train_prompt
+from .peft.quant import prepare_qlora
+from .pretrain import PretrainedBase, encoder_classifier
+from .profiles import Profile, get_device, get_profile
+
+FAMILIES = ("full", "selective", "adapter", "reparametrization", "soft prompt", "quantized")
+PEFT_LR = 5e-3     # adapters, LoRA, BitFit, prefix: the rate the method notebooks use
+PROMPT_LR = 3e-2   # prompt tuning needs a larger step (notebook 07)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the comparison.
+
+    ``prepare(model, sources)`` receives a fresh classifier (and the directory of trained source adapters, for
+    AdapterFusion) and returns the model to train with exactly the method's parameters trainable.
+    ``finish(model)`` (optional) turns the trained model into the one to deploy; ``finish_in_place`` says whether
+    it only folds training-time extras (the checkpoint is measured after it) or builds a separate inference
+    model such as merged LoRA (the checkpoint is measured before it, on the trainable modules).
+    """
+
+    name: str
+    family: str
+    prepare: Callable[[nn.Module, Optional[Path]], nn.Module]
+    lr: float = PEFT_LR
+    finish: Optional[Callable[[nn.Module], nn.Module]] = None
+    finish_in_place: bool = False
+    needs_sources: bool = False
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"Method {self.name!r}: family must be one of {FAMILIES}, got {self.family!r}")
+        if self.lr <= 0:
+            raise ValueError(f"Method {self.name!r}: lr must be > 0, got {self.lr}")
+
+
+def _adapter(placement: str, reduction_factor: int = 16) -> Callable[[nn.Module, Optional[Path]], nn.Module]:
+    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
+        add_adapter(model, "task", AdapterConfig(placement=placement, reduction_factor=reduction_factor))
+        train_adapter(model, "task")
+        return model
+    return prepare
+
+
+def _lora(targets: tuple[str, ...], r: int, alpha: Optional[float] = None):
+    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
+        add_lora(model, "task", targets, r=r, alpha=alpha if alpha is not None else 2 * r)
+        train_lora(model, "task")
+        return model
+    return prepare
+
+
+def _merged(model: nn.Module) -> nn.Module:
+    return merge_and_unload(copy.deepcopy(model))
+
+
+def _fusion(model: nn.Module, sources: Optional[Path]) -> nn.Module:
+    if sources is None or not any(sources.iterdir()):
+        raise ValueError("AdapterFusion needs trained source adapters: pass sources=train_source_adapters(...)")
+    names = [load_adapter(model, path) for path in sorted(p for p in sources.iterdir() if p.is_dir())]
+    add_fusion(model, names, name="fusion")
+    train_fusion(model, "fusion")
+    return model
+
+
+def _prompt(n_tokens: int):
+    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
+        wrapper = add_prompt_tuning(model, n_tokens, init="vocab")
+        train_prompt(wrapper)
+        return wrapper
+    return prepare
+
+
+def _prefix(n_prefix: int):
+    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
+        add_prefix_tuning(model, n_prefix, reparametrize=True)
+        train_prefix(model)
+        return model
+    return prepare
+
+
+def _fold_prefix(model: nn.Module) -> nn.Module:
+    model.prefix_encoder.fold_reparametrization()
+    return model
+
+
+def _qlora(targets: tuple[str, ...], r: int):
+    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
+        prepare_qlora(model, targets, r=r, alpha=2 * r, name="task")
+        return model
+    return prepare
+
+
+def _full(model: nn.Module, sources: Optional[Path]) -> nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def _call(fn: Callable[[nn.Module], Any]) -> Callable[[nn.Module, Optional[Path]], nn.Module]:
+    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
+        fn(model)
+        return model
+    return prepare
+
+
+def default_methods(profile: Optional[Profile] = None, with_fusion: bool = True) -> list[Method]:
+    """The course's methods with the settings of their notebooks (full FT at the profile's fine-tuning lr)."""
+    profile = profile or get_profile()
+    attention = ("q_proj", "k_proj", "v_proj", "o_proj")
+    methods = [
+        Method("full fine-tuning", "full", _full, lr=profile.finetune_lr),
+        Method("head only", "selective", _call(head_only)),
+        Method("BitFit", "selective", _call(bitfit)),
+        Method("Houlsby adapter (rf=16)", "adapter", _adapter("houlsby")),
+        Method("Pfeiffer adapter (rf=16)", "adapter", _adapter("pfeiffer")),
+        Method("parallel adapter (rf=16)", "adapter", _adapter("parallel")),
+        Method("AdapterFusion (3 sources)", "adapter", _fusion, needs_sources=True),
+        Method("LoRA r=8 (q, v)", "reparametrization", _lora(("q_proj", "v_proj"), 8), finish=_merged),
+        Method("LoRA r=2 (q, k, v, o)", "reparametrization", _lora(attention, 2), finish=_merged),
+        Method("LoRA r=32 (q, v)", "reparametrization", _lora(("q_proj", "v_proj"), 32), finish=_merged),
+        Method("prompt tuning (n=8)", "soft prompt", _prompt(8), lr=PROMPT_LR),
+        Method("prefix tuning (n=8)", "soft prompt", _prefix(8), finish=_fold_prefix, finish_in_place=True),
+        Method("QLoRA r=8 (q, v; NF4 base)", "quantized", _qlora(("q_proj", "v_proj"), 8)),
+    ]
+    return [m for m in methods if with_fusion or not m.needs_sources]
+
+
+def train_source_adapters(base: PretrainedBase, tasks: Iterable[str], directory: str | Path,
+                          profile: Optional[Profile] = None, device: Optional[torch.device] = None,
+                          placement: str = "pfeiffer", steps: Optional[int] = None,
+                          show_progress: bool = False) -> Path:
+    """AdapterFusion stage 1: train one adapter per source task and save each under ``directory/<task>``."""
+    from .data.tasks import load_task
+
+    profile = profile or get_profile()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for task in tasks:
+        splits = load_task(task, profile.task_train, profile.task_val, profile.task_test)
+        model = encoder_classifier(splits["train"].features["label"].num_classes, base)
+        add_adapter(model, task, AdapterConfig(placement=placement))
+        train_adapter(model, task)
+        finetune_classifier(model, base.tokenizer, splits, name=f"source {task}", profile=profile, device=device,
+                            config=finetune_config(profile, lr=PEFT_LR, steps=steps or profile.finetune_steps),
+                            show_progress=show_progress)
+        save_adapter(model, task, directory / task)
+    return directory
+
+
+@dataclass
+class MethodRun:
+    """One trained method: its fine-tuning result plus the capstone's extra measurements."""
+
+    method: Method
+    seed: int
+    result: FinetuneResult
+    checkpoint_bytes: int
+    peak_train_bytes: Optional[int]
+    memory_method: str
+    ms_per_step: float
+    inference_model: nn.Module = field(repr=False)
+    latency_ms: float = float("nan")
+
+
+def run_method(method: Method, base: PretrainedBase, splits: Any, profile: Optional[Profile] = None,
+               device: Optional[torch.device] = None, seed: int = 0, sources: Optional[Path] = None,
+               steps: Optional[int] = None, show_progress: bool = False) -> MethodRun:
+    """Prepare, train (measuring peak memory) and finish one method; latency is filled in by compare_methods."""
+    profile = profile or get_profile()
+    device = device or get_device()
+    if method.needs_sources and sources is None:
+        raise ValueError(f"{method.name!r} needs trained source adapters: pass sources=train_source_adapters(...)")
+    n_labels = splits["train"].features["label"].num_classes
+    model = method.prepare(encoder_classifier(n_labels, base, seed=seed), sources)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"{method.name!r}: prepare() left no trainable parameter")
+    config = finetune_config(profile, lr=method.lr, seed=seed, steps=steps or profile.finetune_steps)
+    with PeakMemory(device) as memory:
+        result = finetune_classifier(model, base.tokenizer, splits, name=method.name, config=config,
+                                     profile=profile, device=device, show_progress=show_progress)
+    if method.finish is not None and method.finish_in_place:
+        model = method.finish(model)
+    checkpoint = trainable_bytes(model)
+    inference = method.finish(model) if method.finish is not None and not method.finish_in_place else model
+    return MethodRun(method=method, seed=seed, result=result, checkpoint_bytes=checkpoint,
+                     peak_train_bytes=memory.peak_bytes, memory_method=memory.method,
+                     ms_per_step=1000 * result.train_seconds / config.steps, inference_model=inference.eval())
+
+
+def compare_methods(methods: list[Method], base: PretrainedBase, splits: Any, profile: Optional[Profile] = None,
+                    device: Optional[torch.device] = None, seeds: Iterable[int] = (0,),
+                    sources: Optional[Path] = None, latency_batch: int = 32, steps: Optional[int] = None,
+                    progress: Optional[Callable[[Iterable], Iterable]] = None) -> list[MethodRun]:
+    """Run every method for every seed, then time inference of the first seed's models side by side."""
+    profile = profile or get_profile()
+    device = device or get_device()
+    seeds = list(seeds)
+    if not methods or not seeds:
+        raise ValueError("compare_methods needs at least one method and one seed")
+    jobs = [(m, s) for s in seeds for m in methods]
+    runs = [run_method(m, base, splits, profile, device, seed=s, sources=sources, steps=steps)
+            for m, s in (progress(jobs) if progress else jobs)]
+    collate = ClassificationCollator(base.tokenizer, max_len=profile.max_len)
+    batch = collate([splits["test"][i] for i in range(min(latency_batch, len(splits["test"])))])
+    first = {r.method.name: r for r in runs if r.seed == seeds[0]}
+    timings = compare_latency({name: r.inference_model for name, r in first.items()}, batch)
+    for r in runs:
+        r.latency_ms = timings[r.method.name].median_ms
+    return runs
+
+
+def comparison_table(runs: list[MethodRun]) -> pd.DataFrame:
+    """One row per method (mean over seeds; ± std of test accuracy when there are several seeds)."""
+    if not runs:
+        raise ValueError("comparison_table needs at least one run")
+    rows = []
+    for r in runs:
+        rows.append({
+            "method": r.method.name, "family": r.method.family,
+            "trainable params": r.result.trainable_params,
+            "trainable %": 100 * r.result.trainable_params / r.result.total_params,
+            "checkpoint KB": r.checkpoint_bytes / 1e3,
+            "train state MB": r.result.train_state_bytes / 2**20,
+            "peak train MB": float("nan") if r.peak_train_bytes is None else r.peak_train_bytes / 2**20,
+            "ms / step": r.ms_per_step,
+            "latency ms": r.latency_ms,
+            "inference params": count_parameters(r.inference_model).total,
+            "val loss": r.result.val_loss,
+            "test acc": r.result.test_accuracy,
+        })
+    frame = pd.DataFrame(rows)
+    order = list(dict.fromkeys(frame["method"]))
+    table = frame.groupby("method", sort=False).mean(numeric_only=True)
+    table.insert(0, "family", frame.groupby("method", sort=False)["family"].first())
+    if frame["method"].value_counts().max() > 1:
+        table["test acc ±"] = frame.groupby("method", sort=False)["test acc"].std(ddof=0)
+    for column in ("trainable params", "inference params"):
+        table[column] = table[column].round().astype(int)
+    return table.loc[order]
