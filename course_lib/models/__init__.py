@@ -14,6 +14,7 @@ from .encoder import (
 from .common import init_weights
 from .gpt import GPT, GPTBlock, GPTConfig
 from .outputs import ModelOutput
+from .seq2seq import MultiHeadCrossAttention, Seq2SeqConfig, Seq2SeqTransformer
 
 __all__ = [
     "ModelOutput",
@@ -31,4 +32,7 @@ __all__ = [
     "ClassificationHead",
     "EncoderForSequenceClassification",
     "init_weights",
+    "MultiHeadCrossAttention",
+    "Seq2SeqConfig",
+    "Seq2SeqTransformer",
 ]
