@@ -241,7 +241,7 @@ def compare_methods(methods: list[Method], base: PretrainedBase, splits: Any, pr
 
 
 def comparison_table(runs: list[MethodRun]) -> pd.DataFrame:
-    """One row per method (mean over seeds; ± std of test accuracy when there are several seeds)."""
+    """One row per method: the mean over seeds (± std of test accuracy), time per step from the fastest seed."""
     if not runs:
         raise ValueError("comparison_table needs at least one run")
     rows = []
@@ -262,9 +262,39 @@ def comparison_table(runs: list[MethodRun]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     order = list(dict.fromkeys(frame["method"]))
     table = frame.groupby("method", sort=False).mean(numeric_only=True)
+    # time per step: the fastest seed, the one least disturbed by other work on the machine (like compare_latency)
+    table["ms / step"] = frame.groupby("method", sort=False)["ms / step"].min()
     table.insert(0, "family", frame.groupby("method", sort=False)["family"].first())
     if frame["method"].value_counts().max() > 1:
         table["test acc ±"] = frame.groupby("method", sort=False)["test acc"].std(ddof=0)
     for column in ("trainable params", "inference params"):
         table[column] = table[column].round().astype(int)
     return table.loc[order]
+
+
+README_COLUMNS = ("family", "trainable params", "trainable %", "checkpoint KB", "peak train MB", "ms / step",
+                  "latency ms", "val loss", "test acc")
+
+
+def markdown_table(table: pd.DataFrame, columns: Iterable[str] = README_COLUMNS, digits: int = 3) -> str:
+    """The comparison table as a GitHub-markdown table (for the README), numbers rounded to ``digits``."""
+    columns = list(columns)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the table; available: {list(table.columns)}")
+    if "test acc ±" in table.columns and "test acc" in columns:
+        shown = table[columns].copy()
+        shown["test acc"] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(table["test acc"], table["test acc ±"])]
+    else:
+        shown = table[columns]
+
+    def fmt(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if float(value).is_integer() and abs(value) >= 1:
+            return f"{int(value):,}"
+        return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:,.1f}"
+
+    lines = ["| method | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    lines += [f"| {name} | " + " | ".join(fmt(v) for v in row) + " |" for name, row in shown.iterrows()]
+    return "\n".join(lines)

@@ -106,3 +106,18 @@ def test_peak_memory_sees_a_temporary_allocation():
     assert big.method == "RSS high-water mark"
     assert big.peak_bytes > 60e6 and big.peak_bytes > small.peak_bytes + 50e6
     assert big.peak_mb == pytest.approx(big.peak_bytes / 2**20)
+
+
+def test_markdown_table_has_a_row_per_method_and_rejects_unknown_columns():
+    import pandas as pd
+
+    from course_lib.compare import markdown_table
+
+    table = pd.DataFrame({"family": ["full", "reparametrization"], "trainable params": [1000, 20],
+                          "test acc": [0.9, 0.85], "test acc ±": [0.01, 0.02]}, index=["full FT", "LoRA"])
+    text = markdown_table(table, columns=("family", "trainable params", "test acc"))
+    lines = text.splitlines()
+    assert lines[0] == "| method | family | trainable params | test acc |" and len(lines) == 4
+    assert lines[2] == "| full FT | full | 1,000 | 0.900 ± 0.010 |"
+    with pytest.raises(ValueError, match="not in the table"):
+        markdown_table(table, columns=("latency ms",))
