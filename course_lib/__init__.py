@@ -35,3 +35,9 @@ def environment_report() -> dict[str, str]:
         "device": str(get_device()),
         "profile": get_profile().name,
     }
+
+# Instruction tuning (notebook 09)
+from .data.instructions import (ALPACA_TEMPLATE, COMPACT_TEMPLATE, PackingCollator, PaddingCollator,  # noqa: E402
+                                PromptTemplate, load_alpaca, make_instruction_set, tokenize_record)
+from .generate import generate_ids, greedy_generate  # noqa: E402
+from .sft import run_sft, score_instructions  # noqa: E402
