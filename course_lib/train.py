@@ -12,7 +12,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -153,6 +153,14 @@ def predict(model: nn.Module, data: Sequence, collate_fn: Callable, device: torc
     return torch.cat(logits)
 
 
+def endless_batches(loader: DataLoader) -> Iterator[Any]:
+    """Batches from ``loader`` forever: when an epoch ends, a new (reshuffled) one starts."""
+    if len(loader) == 0:
+        raise ValueError("The data loader yields no batches: the dataset is empty.")
+    while True:
+        yield from loader
+
+
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -190,16 +198,11 @@ def train(model: nn.Module, train_data: Sequence, collate_fn: Callable, config: 
     loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=False,
                         collate_fn=collate_fn, generator=generator)
     params = [p for p in model.parameters() if p.requires_grad]
-    history, batches = History(), iter(loader)
+    history, batches = History(), endless_batches(loader)
     start, tokens, running = time.perf_counter(), 0, []
     bar = tqdm(range(1, config.steps + 1), desc=desc, disable=not show_progress, leave=False)
     for step in bar:
-        try:
-            batch = next(batches)
-        except StopIteration:  # start a new epoch
-            batches = iter(loader)
-            batch = next(batches)
-        batch = _to_device(batch, device)
+        batch = _to_device(next(batches), device)
         with autocast:
             loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)

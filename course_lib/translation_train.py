@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .bleu import translate_and_score
 from .params import count_parameters
 from .profiles import get_device, seed_everything
-from .train import History, TrainConfig, evaluate, lr_multiplier, make_optimizer
+from .train import History, TrainConfig, endless_batches, evaluate, lr_multiplier, make_optimizer
 
 if TYPE_CHECKING:
     import pandas
@@ -61,16 +61,11 @@ def train_translation_model(model: nn.Module, train_data: Sequence, collate_fn: 
     loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, collate_fn=collate_fn,
                         generator=torch.Generator().manual_seed(config.seed))
     params = [p for p in model.parameters() if p.requires_grad]
-    history, batches = History(), iter(loader)
+    history, batches = History(), endless_batches(loader)
     start, tokens, running = time.perf_counter(), 0, []
     bar = tqdm(range(1, config.steps + 1), desc=desc, disable=not show_progress, leave=False)
     for step in bar:
-        try:
-            batch = next(batches)
-        except StopIteration:  # a new epoch, reshuffled
-            batches = iter(loader)
-            batch = next(batches)
-        batch = _to_device(batch, device)
+        batch = _to_device(next(batches), device)
         loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -138,3 +138,14 @@ def test_bf16_autocast_trains_and_fp32_is_the_default(data):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     with pytest.raises(ValueError, match="precision must be one of"):
         mixed_precision(torch.device("cpu"), "fp8")
+
+
+def test_endless_batches_starts_a_new_epoch_and_rejects_empty_data():
+    from torch.utils.data import DataLoader
+
+    from course_lib.train import endless_batches
+
+    batches = endless_batches(DataLoader(list(range(5)), batch_size=2))
+    assert [next(batches).tolist() for _ in range(4)] == [[0, 1], [2, 3], [4], [0, 1]]
+    with pytest.raises(ValueError, match="no batches"):
+        next(endless_batches(DataLoader([], batch_size=2)))
