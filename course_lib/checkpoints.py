@@ -58,3 +58,13 @@ def load_head_if_saved(model: nn.Module, path: str | Path) -> None:
     """Load a task head saved next to a PEFT module (via `load_trainable`), if that file exists."""
     if Path(path).is_file():
         load_trainable(model, path)
+
+
+def read_saved_config(directory: str | Path, config_file: str, weights_file: str) -> dict:
+    """Check that a saved module's config and weights files exist (else list what is there) and return the config."""
+    directory = Path(directory)
+    for file in (config_file, weights_file):
+        if not (directory / file).is_file():
+            found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else "no such directory"
+            raise FileNotFoundError(f"{directory / file} not found (in {directory}: {found})")
+    return json.loads((directory / config_file).read_text())

@@ -74,3 +74,19 @@ def test_training_memory_counts_quantized_weights_as_stored():
     nf4 = training_memory_bytes(model)["weights"]
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     assert 0 < buffers < nf4 < fp32
+
+
+def test_read_saved_config_lists_what_the_folder_holds_when_a_file_is_missing(tmp_path):
+    import json
+
+    import pytest
+
+    from course_lib.checkpoints import read_saved_config
+
+    (tmp_path / "cfg.json").write_text(json.dumps({"r": 8}))
+    with pytest.raises(FileNotFoundError, match=r"weights.safetensors not found .*\['cfg.json'\]"):
+        read_saved_config(tmp_path, "cfg.json", "weights.safetensors")
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    assert read_saved_config(tmp_path, "cfg.json", "weights.safetensors") == {"r": 8}
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        read_saved_config(tmp_path / "missing", "cfg.json", "weights.safetensors")

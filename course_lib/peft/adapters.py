@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.common import config_from_dict
-from ..checkpoints import copy_saved_tensors, load_head_if_saved
+from ..checkpoints import copy_saved_tensors, load_head_if_saved, read_saved_config
 from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -416,11 +416,7 @@ def load_adapter(model: nn.Module, directory: str | Path, name: Optional[str] = 
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    for file in ("adapter_config.json", "adapter_model.safetensors"):
-        if not (directory / file).is_file():
-            found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else "no such directory"
-            raise FileNotFoundError(f"{directory / file} not found (in {directory}: {found})")
-    meta = json.loads((directory / "adapter_config.json").read_text())
+    meta = read_saved_config(directory, "adapter_config.json", "adapter_model.safetensors")
     saved_name, family, d_saved = meta.pop("name"), meta.pop("family"), meta.pop("d_model")
     model_family, layers = detect_architecture(model)
     d_model = _model_width(model, model_family, layers)

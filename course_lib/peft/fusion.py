@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from .adapters import (_BOOK, HEAD_FILE, AdapterConfig, AdapterSite, _AdapterBook, _book, _model_width,
                        detect_architecture, list_adapters)
-from ..checkpoints import copy_saved_tensors, load_head_if_saved
+from ..checkpoints import copy_saved_tensors, load_head_if_saved, read_saved_config
 from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
 
 QK_INIT_STD = 0.02       # std of the query and key weights at init
@@ -234,11 +234,7 @@ def load_fusion(model: nn.Module, directory: str | Path, name: Optional[str] = N
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    for file in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (directory / file).is_file():
-            found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else "no such directory"
-            raise FileNotFoundError(f"{directory / file} not found (in {directory}: {found})")
-    meta = json.loads((directory / CONFIG_FILE).read_text())
+    meta = read_saved_config(directory, CONFIG_FILE, WEIGHTS_FILE)
     model_family, layers = detect_architecture(model)
     d_model = _model_width(model, model_family, layers)
     if meta["family"] != model_family:

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
+from ..checkpoints import read_saved_config
 from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
 from .quant import Linear4bit
 
@@ -443,11 +444,7 @@ def load_lora(model: nn.Module, directory: str | Path, name: Optional[str] = Non
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    for file in ("adapter_config.json", "adapter_model.safetensors"):
-        if not (directory / file).is_file():
-            found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else "no such directory"
-            raise FileNotFoundError(f"{directory / file} not found (in {directory}: {found})")
-    meta = json.loads((directory / "adapter_config.json").read_text())
+    meta = read_saved_config(directory, "adapter_config.json", "adapter_model.safetensors")
     if meta.get("peft_type") != "LORA":
         raise ValueError(f"Not a LoRA adapter: peft_type is {meta.get('peft_type')!r}")
     unsupported = {k: meta.get(k) for k in ("use_dora", "rank_pattern", "alpha_pattern", "lora_bias")

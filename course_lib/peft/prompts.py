@@ -59,7 +59,7 @@ from typing import Any, Iterable, Optional
 import torch
 from torch import Tensor, nn
 
-from ..checkpoints import load_head_if_saved
+from ..checkpoints import load_head_if_saved, read_saved_config
 from ..models.attention import MultiHeadSelfAttention
 from ..models.encoder import Encoder, EncoderForMaskedLM, EncoderForSequenceClassification
 from ..models.gpt import GPT
@@ -535,11 +535,7 @@ def load_prompt(obj: nn.Module, directory: str | Path) -> nn.Module:
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    for file in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (directory / file).is_file():
-            found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else "no such directory"
-            raise FileNotFoundError(f"{directory / file} not found (in {directory}: {found})")
-    meta = json.loads((directory / CONFIG_FILE).read_text())
+    meta = read_saved_config(directory, CONFIG_FILE, WEIGHTS_FILE)
     saved = load_file(str(directory / WEIGHTS_FILE))["prompt_embeddings"]
     kind = meta.get("peft_type")
     if isinstance(obj, PromptTuningModel):
