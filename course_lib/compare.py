@@ -19,23 +19,20 @@ import pandas as pd
 import torch
 from torch import nn
 
+from . import recipes
 from .data.collate import ClassificationCollator
-from .finetune import FinetuneResult, finetune_classifier, finetune_config
+from .finetune import FinetuneResult, run_finetune
 from .latency import compare_latency
 from .memory import PeakMemory
 from .params import count_parameters, trainable_bytes
-from .peft.adapters import AdapterConfig, add_adapter, load_adapter, save_adapter, train_adapter
+from .peft.adapters import save_adapter
 from .peft.freezing import bitfit, head_only
-from .peft.fusion import add_fusion, train_fusion
-from .peft.lora import add_lora, merge_and_unload, train_lora
-from .peft.prompts import add_prefix_tuning, add_prompt_tuning, train_prefix, train_prompt
-from .peft.quant import prepare_qlora
-from .pretrain import PretrainedBase, encoder_classifier
-from .profiles import Profile, get_device, get_profile
+from .peft.lora import merge_and_unload
+from .pretrain import PretrainedBase
+from .profiles import Profile, get_device
 
 FAMILIES = ("full", "selective", "adapter", "reparametrization", "soft prompt", "quantized")
-PEFT_LR = 5e-3     # adapters, LoRA, BitFit, prefix: the rate the method notebooks use
-PROMPT_LR = 3e-2   # prompt tuning needs a larger step (notebook 07)
+Prepare = Callable[[nn.Module, Optional[Path]], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -51,8 +48,8 @@ class Method:
 
     name: str
     family: str
-    prepare: Callable[[nn.Module, Optional[Path]], nn.Module]
-    lr: float = PEFT_LR
+    prepare: Prepare
+    lr: Optional[float] = None  # None: the profile's PEFT rate (profile.peft_lr)
     finish: Optional[Callable[[nn.Module], nn.Module]] = None
     finish_in_place: bool = False
     needs_sources: bool = False
@@ -60,53 +57,25 @@ class Method:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"Method {self.name!r}: family must be one of {FAMILIES}, got {self.family!r}")
-        if self.lr <= 0:
+        if self.lr is not None and not self.lr > 0:
             raise ValueError(f"Method {self.name!r}: lr must be > 0, got {self.lr}")
 
 
-def _adapter(placement: str, reduction_factor: int = 16) -> Callable[[nn.Module, Optional[Path]], nn.Module]:
-    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
-        add_adapter(model, "task", AdapterConfig(placement=placement, reduction_factor=reduction_factor))
-        train_adapter(model, "task")
-        return model
-    return prepare
+def _ignoring_sources(prepare: recipes.Prepare) -> Prepare:
+    """A one-argument recipe as a Method.prepare (which also receives the source-adapter directory)."""
+    def method_prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
+        return prepare(model)
+    return method_prepare
 
 
-def _lora(targets: tuple[str, ...], r: int, alpha: Optional[float] = None):
-    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
-        add_lora(model, "task", targets, r=r, alpha=alpha if alpha is not None else 2 * r)
-        train_lora(model, "task")
-        return model
-    return prepare
+def _fusion(model: nn.Module, sources: Optional[Path]) -> nn.Module:
+    if sources is None:
+        raise ValueError("AdapterFusion needs trained source adapters: pass sources=train_source_adapters(...)")
+    return recipes.adapter_fusion(sources)(model)
 
 
 def _merged(model: nn.Module) -> nn.Module:
     return merge_and_unload(copy.deepcopy(model))
-
-
-def _fusion(model: nn.Module, sources: Optional[Path]) -> nn.Module:
-    if sources is None or not any(sources.iterdir()):
-        raise ValueError("AdapterFusion needs trained source adapters: pass sources=train_source_adapters(...)")
-    names = [load_adapter(model, path) for path in sorted(p for p in sources.iterdir() if p.is_dir())]
-    add_fusion(model, names, name="fusion")
-    train_fusion(model, "fusion")
-    return model
-
-
-def _prompt(n_tokens: int):
-    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
-        wrapper = add_prompt_tuning(model, n_tokens, init="vocab")
-        train_prompt(wrapper)
-        return wrapper
-    return prepare
-
-
-def _prefix(n_prefix: int):
-    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
-        add_prefix_tuning(model, n_prefix, reparametrize=True)
-        train_prefix(model)
-        return model
-    return prepare
 
 
 def _fold_prefix(model: nn.Module) -> nn.Module:
@@ -114,67 +83,46 @@ def _fold_prefix(model: nn.Module) -> nn.Module:
     return model
 
 
-def _qlora(targets: tuple[str, ...], r: int):
-    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
-        prepare_qlora(model, targets, r=r, alpha=2 * r, name="task")
-        return model
-    return prepare
-
-
-def _full(model: nn.Module, sources: Optional[Path]) -> nn.Module:
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
-
-
-def _call(fn: Callable[[nn.Module], Any]) -> Callable[[nn.Module, Optional[Path]], nn.Module]:
-    def prepare(model: nn.Module, sources: Optional[Path]) -> nn.Module:
-        fn(model)
-        return model
-    return prepare
-
-
-def default_methods(profile: Optional[Profile] = None, with_fusion: bool = True) -> list[Method]:
-    """The course's methods with the settings of their notebooks (full FT at the profile's fine-tuning lr)."""
-    profile = profile or get_profile()
+def default_methods(profile: Profile, with_fusion: bool = True) -> list[Method]:
+    """The course's methods with the settings and learning rates of their notebooks (from the profile)."""
     attention = ("q_proj", "k_proj", "v_proj", "o_proj")
+    peft_lr = profile.peft_lr
+
+    def method(name: str, family: str, prepare: recipes.Prepare, lr: float = peft_lr, **kwargs: Any) -> Method:
+        return Method(name, family, _ignoring_sources(prepare), lr=lr, **kwargs)
+
     methods = [
-        Method("full fine-tuning", "full", _full, lr=profile.finetune_lr),
-        Method("head only", "selective", _call(head_only)),
-        Method("BitFit", "selective", _call(bitfit)),
-        Method("Houlsby adapter (rf=16)", "adapter", _adapter("houlsby")),
-        Method("Pfeiffer adapter (rf=16)", "adapter", _adapter("pfeiffer")),
-        Method("parallel adapter (rf=16)", "adapter", _adapter("parallel")),
-        Method("AdapterFusion (3 sources)", "adapter", _fusion, needs_sources=True),
-        Method("LoRA r=8 (q, v)", "reparametrization", _lora(("q_proj", "v_proj"), 8), finish=_merged),
-        Method("LoRA r=2 (q, k, v, o)", "reparametrization", _lora(attention, 2), finish=_merged),
-        Method("LoRA r=32 (q, v)", "reparametrization", _lora(("q_proj", "v_proj"), 32), finish=_merged),
-        Method("prompt tuning (n=8)", "soft prompt", _prompt(8), lr=PROMPT_LR),
-        Method("prefix tuning (n=8)", "soft prompt", _prefix(8), finish=_fold_prefix, finish_in_place=True),
-        Method("QLoRA r=8 (q, v; NF4 base)", "quantized", _qlora(("q_proj", "v_proj"), 8)),
+        method("full fine-tuning", "full", recipes.full_finetuning(), lr=profile.finetune_lr),
+        method("head only", "selective", recipes.selective(head_only)),
+        method("BitFit", "selective", recipes.selective(bitfit)),
+        method("Houlsby adapter (rf=16)", "adapter", recipes.adapter("houlsby")),
+        method("Pfeiffer adapter (rf=16)", "adapter", recipes.adapter("pfeiffer")),
+        method("parallel adapter (rf=16)", "adapter", recipes.adapter("parallel")),
+        Method("AdapterFusion (3 sources)", "adapter", _fusion, lr=peft_lr, needs_sources=True),
+        method("LoRA r=8 (q, v)", "reparametrization", recipes.lora(("q_proj", "v_proj"), 8), finish=_merged),
+        method("LoRA r=2 (q, k, v, o)", "reparametrization", recipes.lora(attention, 2), finish=_merged),
+        method("LoRA r=32 (q, v)", "reparametrization", recipes.lora(("q_proj", "v_proj"), 32), finish=_merged),
+        method("prompt tuning (n=8)", "soft prompt", recipes.prompt_tuning(8), lr=profile.prompt_lr),
+        method("prefix tuning (n=8)", "soft prompt", recipes.prefix_tuning(8), finish=_fold_prefix,
+               finish_in_place=True),
+        method("QLoRA r=8 (q, v; NF4 base)", "quantized", recipes.qlora(("q_proj", "v_proj"), 8)),
     ]
     return [m for m in methods if with_fusion or not m.needs_sources]
 
 
-def train_source_adapters(base: PretrainedBase, tasks: Iterable[str], directory: str | Path,
-                          profile: Optional[Profile] = None, device: Optional[torch.device] = None,
-                          placement: str = "pfeiffer", steps: Optional[int] = None,
-                          show_progress: bool = False) -> Path:
+def train_source_adapters(base: PretrainedBase, tasks: Iterable[str], directory: str | Path, profile: Profile,
+                          device: Optional[torch.device] = None, placement: str = "pfeiffer",
+                          steps: Optional[int] = None, show_progress: bool = False) -> Path:
     """AdapterFusion stage 1: train one adapter per source task and save each under ``directory/<task>``."""
     from .data.tasks import load_task
 
-    profile = profile or get_profile()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for task in tasks:
         splits = load_task(task, profile.task_train, profile.task_val, profile.task_test)
-        model = encoder_classifier(splits["train"].features["label"].num_classes, base)
-        add_adapter(model, task, AdapterConfig(placement=placement))
-        train_adapter(model, task)
-        finetune_classifier(model, base.tokenizer, splits, name=f"source {task}", profile=profile, device=device,
-                            config=finetune_config(profile, lr=PEFT_LR, steps=steps or profile.finetune_steps),
-                            show_progress=show_progress)
-        save_adapter(model, task, directory / task)
+        result = run_finetune(base, splits, profile, recipes.adapter(placement, name=task), name=f"source {task}",
+                              lr=profile.peft_lr, steps=steps, device=device, show_progress=show_progress)
+        save_adapter(result.model, task, directory / task)
     return directory
 
 
@@ -193,37 +141,32 @@ class MethodRun:
     latency_ms: float = float("nan")
 
 
-def run_method(method: Method, base: PretrainedBase, splits: Any, profile: Optional[Profile] = None,
+def run_method(method: Method, base: PretrainedBase, splits: Any, profile: Profile,
                device: Optional[torch.device] = None, seed: int = 0, sources: Optional[Path] = None,
                steps: Optional[int] = None, show_progress: bool = False) -> MethodRun:
     """Prepare, train (measuring peak memory) and finish one method; latency is filled in by compare_methods."""
-    profile = profile or get_profile()
     device = device or get_device()
     if method.needs_sources and sources is None:
         raise ValueError(f"{method.name!r} needs trained source adapters: pass sources=train_source_adapters(...)")
-    n_labels = splits["train"].features["label"].num_classes
-    model = method.prepare(encoder_classifier(n_labels, base, seed=seed), sources)
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(f"{method.name!r}: prepare() left no trainable parameter")
-    config = finetune_config(profile, lr=method.lr, seed=seed, steps=steps or profile.finetune_steps)
+    steps = steps or profile.finetune_steps
     with PeakMemory(device) as memory:
-        result = finetune_classifier(model, base.tokenizer, splits, name=method.name, config=config,
-                                     profile=profile, device=device, show_progress=show_progress)
+        result = run_finetune(base, splits, profile, lambda model: method.prepare(model, sources), name=method.name,
+                              lr=method.lr or profile.peft_lr, steps=steps, seed=seed, device=device, show_progress=show_progress)
+    model = result.model
     if method.finish is not None and method.finish_in_place:
         model = method.finish(model)
     checkpoint = trainable_bytes(model)
     inference = method.finish(model) if method.finish is not None and not method.finish_in_place else model
     return MethodRun(method=method, seed=seed, result=result, checkpoint_bytes=checkpoint,
                      peak_train_bytes=memory.peak_bytes, memory_method=memory.method,
-                     ms_per_step=1000 * result.train_seconds / config.steps, inference_model=inference.eval())
+                     ms_per_step=1000 * result.train_seconds / steps, inference_model=inference.eval())
 
 
-def compare_methods(methods: list[Method], base: PretrainedBase, splits: Any, profile: Optional[Profile] = None,
+def compare_methods(methods: list[Method], base: PretrainedBase, splits: Any, profile: Profile,
                     device: Optional[torch.device] = None, seeds: Iterable[int] = (0,),
                     sources: Optional[Path] = None, latency_batch: int = 32, steps: Optional[int] = None,
                     progress: Optional[Callable[[Iterable], Iterable]] = None) -> list[MethodRun]:
     """Run every method for every seed, then time inference of the first seed's models side by side."""
-    profile = profile or get_profile()
     device = device or get_device()
     seeds = list(seeds)
     if not methods or not seeds:

@@ -13,7 +13,6 @@ import copy
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from .checkpoints import atomic_write_dir
 from .data.collate import CausalLMCollator, MLMCollator
 from .data.corpus import make_corpus
 from .data.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
@@ -67,7 +67,7 @@ def course_tokenizer(profile: Profile | None = None):
         return load_tokenizer(path)
     train_texts, _ = corpus_splits(profile)
     tokenizer = train_tokenizer(train_texts, vocab_size=profile.vocab_size)
-    _atomic_save(path, lambda tmp: save_tokenizer(tokenizer, tmp))
+    atomic_write_dir(path, lambda tmp: save_tokenizer(tokenizer, tmp))
     return tokenizer
 
 
@@ -96,7 +96,8 @@ def build_model(name: str, config: GPTConfig | EncoderConfig) -> nn.Module:
 def pretrain_config(profile: Profile) -> TrainConfig:
     """The pretraining recipe for a profile."""
     return TrainConfig(steps=profile.pretrain_steps, batch_size=profile.pretrain_batch, lr=profile.pretrain_lr,
-                       warmup_ratio=0.05, eval_every=max(1, profile.pretrain_steps // 10), seed=0)
+                       warmup_ratio=0.05, eval_every=max(1, profile.pretrain_steps // 10), seed=0,
+                       precision=profile.precision)
 
 
 @dataclass
@@ -109,17 +110,6 @@ class PretrainedBase:
     history: History
     path: Path
     from_cache: bool
-
-
-def _atomic_save(path: Path, write) -> None:
-    """Write into a temporary folder, then rename, so a crash never leaves half a cache entry."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
 
 
 def load_pretrained(name: str, profile: Profile | str | None = None, force: bool = False,
@@ -143,7 +133,7 @@ def load_pretrained(name: str, profile: Profile | str | None = None, force: bool
     collate = (CausalLMCollator(tokenizer, profile.max_len) if name == "gpt"
                else MLMCollator(tokenizer, profile.max_len, seed=0))
     history = train(model, train_texts, collate, recipe, eval_data=val_texts, device=device or get_device(),
-                    desc=f"pretrain {name}", show_progress=show_progress, precision=profile.precision)
+                    desc=f"pretrain {name}", show_progress=show_progress)
     model.cpu().eval()
 
     def write(tmp: Path) -> None:
@@ -152,7 +142,7 @@ def load_pretrained(name: str, profile: Profile | str | None = None, force: bool
         (tmp / "history.json").write_text(json.dumps(history.to_dict()))
         save_tokenizer(tokenizer, tmp / "tokenizer")
 
-    _atomic_save(path, write)
+    atomic_write_dir(path, write)
     return PretrainedBase(name, model, tokenizer, history, path, from_cache=False)
 
 

@@ -1,8 +1,13 @@
-"""One training loop for every notebook: AdamW, warmup + cosine decay, clipping, eval.
+"""One training loop for every notebook: AdamW, warmup + cosine decay, clipping, eval, bf16 autocast.
 
 Works for any model whose ``forward(**batch)`` returns an object with ``.loss``
 and ``.logits`` — the course's models and Hugging Face models alike — so the
-same loop trains classifiers, causal LMs and masked LMs.
+same loop pretrains the GPT and the encoder, fine-tunes classifiers, instruction-tunes
+causal LMs and trains the translation models of notebook 10.
+
+Determinism: the data order comes from a generator seeded with ``config.seed``, and the
+global torch RNG (dropout, layer-wise teacher forcing) is seeded with it when training
+starts, so one config gives one run.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from tqdm.auto import tqdm
 
 from .profiles import get_device
 
+PRECISIONS = ("fp32", "bf16")
+
 
 @dataclass
 class TrainConfig:
@@ -36,10 +43,16 @@ class TrainConfig:
     eval_every: int = 25
     eval_batch_size: int = 128
     seed: int = 0
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's; the Transformer paper (notebook 10) uses (0.9, 0.98)
+    precision: str = "fp32"  # "bf16": forward and loss under bfloat16 autocast (weights stay fp32)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError("steps, batch_size and eval_every must all be >= 1.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
         if self.lr <= 0:
@@ -98,7 +111,8 @@ def lr_multiplier(step: int, total: int, warmup: int, min_ratio: float) -> float
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float,
+                   betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
     """AdamW over trainable parameters; biases and norm weights get no weight decay."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -108,7 +122,7 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     if not decay and not no_decay:
         raise ValueError("The model has no trainable parameters: unfreeze something before training.")
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=tuple(betas))
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -161,9 +175,6 @@ def endless_batches(loader: DataLoader) -> Iterator[Any]:
         yield from loader
 
 
-PRECISIONS = ("fp32", "bf16")
-
-
 def mixed_precision(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
     """The autocast context for a precision on a device ("fp32": a no-op; "bf16": bfloat16 autocast)."""
     if precision not in PRECISIONS:
@@ -176,20 +187,30 @@ def mixed_precision(device: torch.device, precision: str = "fp32") -> contextlib
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def count_tokens(batch: dict) -> int:
+    """Tokens a batch trains on: real (unpadded) input tokens, else the supervised target tokens."""
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    if "input_ids" in batch:
+        return batch["input_ids"].numel()
+    return int((batch["labels"] != -100).sum())
+
+
 def train(model: nn.Module, train_data: Sequence, collate_fn: Callable, config: TrainConfig,
           eval_data: Sequence | None = None, device: torch.device | None = None,
-          desc: str = "train", show_progress: bool = True, precision: str = "fp32") -> History:
+          desc: str = "train", show_progress: bool = True) -> History:
     """Train ``model`` for ``config.steps`` optimizer steps and return its History.
 
-    ``precision="bf16"`` runs forward and loss under bfloat16 autocast (mixed precision: weights, gradients and
-    optimizer state stay fp32); where the device cannot do bf16 it falls back to fp32 with a warning.
+    ``config.precision="bf16"`` runs forward and loss under bfloat16 autocast (mixed precision: weights, gradients
+    and optimizer state stay fp32); where the device cannot do bf16 it falls back to fp32 with a warning.
     """
     if len(train_data) == 0:
         raise ValueError("train_data is empty.")
     device = device or get_device()
-    autocast = mixed_precision(device, precision)
+    autocast = mixed_precision(device, config.precision)
     model.to(device).train()
-    optimizer = make_optimizer(model, config.lr, config.weight_decay)
+    torch.manual_seed(config.seed)  # dropout (and any other random choice in forward) draws from the global RNG
+    optimizer = make_optimizer(model, config.lr, config.weight_decay, config.betas)
     warmup = int(config.warmup_ratio * config.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_multiplier(s, config.steps, warmup, config.min_lr_ratio)
@@ -211,7 +232,7 @@ def train(model: nn.Module, train_data: Sequence, collate_fn: Callable, config: 
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
         scheduler.step()
-        tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+        tokens += count_tokens(batch)
         running.append(loss.item())
         if step % config.eval_every == 0 or step == config.steps:
             wall = time.perf_counter() - start

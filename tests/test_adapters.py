@@ -9,7 +9,7 @@ from course_lib.params import count_parameters
 from course_lib.peft.adapters import (AdapterConfig, AdapterSite, BottleneckAdapter, active_adapters,
                                       adapter_param_count, adapter_state_dict, add_adapter, deactivate_adapters,
                                       delete_adapter, list_adapters, load_adapter, save_adapter, set_active_adapters,
-                                      train_adapter)
+                                      mark_adapter_trainable)
 
 from tiny_models import logits, tiny_bert, tiny_classifier, tiny_gpt, train_steps
 
@@ -41,7 +41,7 @@ def test_parameter_formula_and_bert_base_counts():
     for placement, expected, sites in [("pfeiffer", 894_528, 12), ("houlsby", 1_789_056, 24),
                                        ("parallel", 894_528, 12)]:
         add_adapter(bert, placement, AdapterConfig(placement=placement, reduction_factor=16))
-        names = train_adapter(bert, placement, head_patterns=())
+        names = mark_adapter_trainable(bert, placement, head_patterns=())
         assert count_parameters(bert).trainable == expected
         assert sum(p.numel() for n, p in bert.named_parameters() if f".adapters.{placement}." in n) == expected
         assert len(names) == 4 * sites  # down/up weight and bias per site
@@ -79,7 +79,7 @@ def test_training_moves_only_adapter_and_head(placement, data):
     base = logits(model)
     add_adapter(model, "task", AdapterConfig(placement=placement, reduction_factor=4))
     add_adapter(model, "other", AdapterConfig(placement="houlsby", reduction_factor=4))  # must stay untouched
-    trainable = train_adapter(model, "task")
+    trainable = mark_adapter_trainable(model, "task")
     assert active_adapters(model) == ["task"]
     assert {n for n in trainable if not n.startswith("classifier.")} == {
         n for n, _ in model.named_parameters() if ".adapters.task." in n}
@@ -169,7 +169,7 @@ def test_named_adapters_switch_stack_and_delete():
 def test_save_and_load_roundtrip(tmp_path, data):
     model = tiny_classifier()
     add_adapter(model, "task", AdapterConfig(placement="houlsby", reduction_factor=4, activation="gelu"))
-    train_adapter(model, "task", head_patterns=())  # the head is not part of the adapter file
+    mark_adapter_trainable(model, "task", head_patterns=())  # the head is not part of the adapter file
     train_steps(model, data)
     model.eval()
     out = save_adapter(model, "task", tmp_path / "task")
@@ -189,7 +189,7 @@ def test_save_and_load_roundtrip(tmp_path, data):
 def test_save_and_load_with_the_task_head(tmp_path, data):
     model = tiny_classifier()
     add_adapter(model, "task", AdapterConfig(placement="pfeiffer", reduction_factor=4))
-    train_adapter(model, "task")  # adapter + classifier head
+    mark_adapter_trainable(model, "task")  # adapter + classifier head
     train_steps(model, data)
     model.eval()
     out = save_adapter(model, "task", tmp_path / "task", head_patterns=[r"^classifier\."])
@@ -209,7 +209,7 @@ def test_hugging_face_bert():
     paths = add_adapter(model, "h", AdapterConfig(placement="houlsby", reduction_factor=4))
     assert paths == ["bert.encoder.layer.0.attention.output.dense", "bert.encoder.layer.0.output.dense",
                      "bert.encoder.layer.1.attention.output.dense", "bert.encoder.layer.1.output.dense"]
-    trainable = train_adapter(model, "h")
+    trainable = mark_adapter_trainable(model, "h")
     assert {n for n in trainable if ".adapters.h." not in n} == {"classifier.weight", "classifier.bias"}
     torch.testing.assert_close(logits(model, vocab=50), base, atol=1e-6, rtol=0)
 
@@ -259,7 +259,7 @@ def test_errors_are_clear(tmp_path):
     with pytest.raises(KeyError, match=r"'nope'.*\['a'\]"):
         set_active_adapters(model, ["a", "nope"])
     with pytest.raises(KeyError, match="nope"):
-        train_adapter(model, "nope")
+        mark_adapter_trainable(model, "nope")
     assert active_adapters(model) == []  # the failed call changed nothing
 
     save_adapter(model, "a", tmp_path / "a32")

@@ -11,7 +11,7 @@ from course_lib.peft.adapters import (AdapterConfig, AdapterSite, active_adapter
                                       list_adapters, load_adapter, save_adapter, set_active_adapters)
 from course_lib.peft.fusion import (FusionLayer, active_fusion, add_fusion, delete_fusion, fusion_adapters,
                                     fusion_attention, fusion_param_count, list_fusions, load_fusion, save_fusion,
-                                    set_active_fusion, train_fusion)
+                                    set_active_fusion, mark_fusion_trainable)
 
 from tiny_models import logits, tiny_bert, tiny_classifier, train_steps
 
@@ -215,7 +215,7 @@ def test_training_moves_only_fusion_and_head(data):
     add_fusion(model, ["a", "b"], "other")  # must stay untouched
     set_active_fusion(model, "f")
     fresh = logits(model)
-    trainable = train_fusion(model, "f")
+    trainable = mark_fusion_trainable(model, "f")
     assert active_fusion(model) == "f"
     assert {n for n in trainable if not n.startswith("classifier.")} == {
         n for n, _ in model.named_parameters() if ".fusions.f." in n}
@@ -239,7 +239,7 @@ def test_training_moves_only_fusion_and_head(data):
     with pytest.raises(RuntimeError, match="has not run yet"):
         fusion_attention(model, "other")
 
-    names = train_fusion(model, "other", head_patterns=())
+    names = mark_fusion_trainable(model, "other", head_patterns=())
     assert all(".fusions.other." in n for n in names) and len(names) == 3 * 6
 
 
@@ -248,7 +248,7 @@ def test_save_and_load_roundtrip(tmp_path, data):
     for name in NAMES:
         save_adapter(model, name, tmp_path / name)
     add_fusion(model, NAMES, "mix")
-    train_fusion(model, "mix")
+    mark_fusion_trainable(model, "mix")
     train_steps(model, data)
     out = save_fusion(model, "mix", tmp_path / "mix", head_patterns=[r"^classifier\."])
     assert sorted(p.name for p in out.iterdir()) == ["fusion_config.json", "fusion_model.safetensors",
@@ -296,7 +296,7 @@ def test_errors_are_clear(tmp_path):
     with pytest.raises(KeyError, match="nope"):
         set_active_fusion(model, "nope")
     with pytest.raises(KeyError, match="nope"):
-        train_fusion(model, "nope")
+        mark_fusion_trainable(model, "nope")
     with pytest.raises(ValueError, match="'a'.*fusion.*'f'"):
         delete_adapter(model, "a")
     assert list_adapters(model) == ["a", "b", "rf8", "hou"]  # the refused delete changed nothing
@@ -328,7 +328,7 @@ def test_hugging_face_bert():
     model = with_adapters(tiny_bert(), names=["a", "b"])
     paths = add_fusion(model, ["a", "b"])
     assert paths == ["bert.encoder.layer.0.output.dense", "bert.encoder.layer.1.output.dense"]
-    trainable = train_fusion(model, "fusion")
+    trainable = mark_fusion_trainable(model, "fusion")
     assert {n for n in trainable if ".fusions.fusion." not in n} == {"classifier.weight", "classifier.bias"}
     assert len(trainable) == 2 + 2 * 6
     fresh = logits(model, vocab=50)

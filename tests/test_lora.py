@@ -11,7 +11,7 @@ from torch import nn
 from course_lib.params import count_parameters
 from course_lib.peft.lora import (LoRALinear, active_lora, add_lora, delete_lora, disable_lora, list_lora, load_lora,
                                   lora_layers, lora_param_count, merge_and_unload, merge_lora, save_lora,
-                                  set_active_lora, train_lora, unmerge_lora)
+                                  set_active_lora, mark_lora_trainable, unmerge_lora)
 from course_lib.train import TrainConfig, train
 
 import tiny_models
@@ -120,7 +120,7 @@ def test_training_moves_only_lora_and_head(data):
     paths = add_lora(model, "task", target_modules=["q_proj", "v_proj"], r=4, alpha=8)
     add_lora(model, "other", target_modules=["fc1"], r=2)  # must stay untouched
     assert paths == [f"encoder.layers.{i}.attn.{p}" for i in range(2) for p in ("q_proj", "v_proj")]
-    trainable = train_lora(model, "task")
+    trainable = mark_lora_trainable(model, "task")
     assert active_lora(model) == ["task"]
     assert {n for n in trainable if not n.startswith("classifier.")} == {
         n for n, _ in model.named_parameters() if ".lora_A.task." in n or ".lora_B.task." in n}
@@ -210,7 +210,7 @@ def test_named_adapters_disable_merge_and_unload():
 
 
 def _train_bert_lora(model, steps=3):
-    train_lora(model, "default")
+    mark_lora_trainable(model, "default")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-2)
     g = torch.Generator().manual_seed(0)
     model.train()

@@ -71,15 +71,16 @@ def test_classifier_copies_the_pretrained_encoder(tiny):
 def test_finetune_reports_a_row(tiny):
     base = load_pretrained("encoder", tiny, show_progress=False)
     splits = load_task("sentiment", tiny.task_train, tiny.task_val, tiny.task_test)
-    result = finetune_classifier(encoder_classifier(2, base), base.tokenizer, splits, name="full",
-                                 profile=tiny, show_progress=False)
+    result = finetune_classifier(encoder_classifier(2, base), base.tokenizer, splits, finetune_config(tiny),
+                                 tiny.max_len, name="full", show_progress=False)
     row = result.row()
     assert row["method"] == "full" and row["trainable %"] == 100.0
     assert 0.0 <= row["test acc"] <= 1.0 and row["checkpoint bytes"] > 4 * row["trainable params"]
     assert len(result.history) == 2
     assert finetune_config(tiny, lr=1e-2).lr == 1e-2
     with pytest.raises(ValueError, match="missing"):
-        finetune_classifier(encoder_classifier(2, base), base.tokenizer, {"train": splits["train"]}, profile=tiny)
+        finetune_classifier(encoder_classifier(2, base), base.tokenizer, {"train": splits["train"]}, finetune_config(tiny),
+                            tiny.max_len)
 
 
 def test_unknown_base_name(tiny):

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 
 from course_lib.models import EncoderConfig, EncoderForMaskedLM
 from course_lib.params import count_parameters
-from course_lib.peft.prompts import (PrefixEncoder, PromptTuningModel, add_prefix_tuning, add_prompt_tuning,
+from course_lib.peft import (PrefixEncoder, PromptTuningModel, add_prefix_tuning, add_prompt_tuning,
                                      load_prompt, prefix_param_count, prompt_param_count, remove_prefix_tuning,
-                                     save_prompt, train_prefix, train_prompt)
+                                     save_prompt, mark_prefix_trainable, mark_prompt_trainable)
 
 from tiny_models import ids, tiny_bert, tiny_classifier, tiny_gpt, train_steps
 
@@ -100,7 +100,7 @@ def test_init_modes(small_tokenizer):
 
 def test_prompt_training_moves_only_prompt_and_head(data):
     wrapper = add_prompt_tuning(tiny_classifier(n_layers=2), 4)
-    names = train_prompt(wrapper)
+    names = mark_prompt_trainable(wrapper)
     assert names[0] == "prompt" and all(n.startswith("model.classifier.") for n in names[1:]) and len(names) > 1
     head = sum(p.numel() for p in wrapper.model.classifier.parameters())
     assert count_parameters(wrapper).trainable == prompt_param_count(4, 32) + head
@@ -113,7 +113,7 @@ def test_prompt_training_moves_only_prompt_and_head(data):
 def test_prefix_training_moves_only_prefix_and_head(data):
     model = tiny_classifier(n_layers=2)
     add_prefix_tuning(model, 3, hidden=16)
-    names = train_prefix(model)
+    names = mark_prefix_trainable(model)
     assert {n for n in names if not n.startswith("classifier.")} == {
         "prefix_encoder.embedding", "prefix_encoder.transform.0.weight", "prefix_encoder.transform.0.bias",
         "prefix_encoder.transform.2.weight", "prefix_encoder.transform.2.bias"}
@@ -129,11 +129,11 @@ def test_lm_training_prompt_and_prefix_gpt():
         model = tiny_gpt()
         if method == "prompt":
             model = add_prompt_tuning(model, 4)
-            names = train_prompt(model)  # no classifier head: only the prompt
+            names = mark_prompt_trainable(model)  # no classifier head: only the prompt
             assert names == ["prompt"]
         else:
             add_prefix_tuning(model, 2, reparametrize=False)
-            names = train_prefix(model)
+            names = mark_prefix_trainable(model)
             assert names == ["prefix_encoder.prefix"]
         before = copy.deepcopy(model.state_dict())
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
@@ -186,7 +186,7 @@ def test_prefix_fold_state_dict_copy_and_remove():
     assert not torch.allclose(out, base, atol=1e-5)
     twin = copy.deepcopy(model)
     assert twin.layers[1].attn.prefix.encoder is twin.prefix_encoder  # the copy points at its own encoder
-    train_prefix(model)
+    mark_prefix_trainable(model)
     encoder.fold_reparametrization()
     assert torch.equal(model(ids()).logits, out)
     assert count_parameters(model).trainable == prefix_param_count(2, 3, 32) == encoder.prefix.numel()
@@ -232,7 +232,7 @@ def test_hf_bert_classifier_and_gpt2_peft_interop(tmp_path):
     x, y = ids(vocab=50), torch.tensor([0, 1, 1])
     out = bert(x, labels=y, token_type_ids=torch.zeros_like(x))
     assert out.logits.shape == (3, 2) and torch.allclose(out.loss, F.cross_entropy(out.logits, y))
-    assert train_prompt(bert) == ["prompt", "model.classifier.weight", "model.classifier.bias"]
+    assert mark_prompt_trainable(bert) == ["prompt", "model.classifier.weight", "model.classifier.bias"]
     gpt2 = add_prompt_tuning(tiny_gpt2(), 5, init="vocab")
     save_prompt(gpt2, tmp_path)
     from peft import PeftModel
@@ -287,9 +287,9 @@ def test_helpful_errors():
     with pytest.raises(ValueError, match="prompt tuning uses 4 of the 32 positions"):
         add_prompt_tuning(model, 4)(torch.ones(1, 30, dtype=torch.long))
     with pytest.raises(TypeError, match="add_prompt_tuning"):
-        train_prompt(model)
+        mark_prompt_trainable(model)
     with pytest.raises(ValueError, match="add_prefix_tuning"):
-        train_prefix(model)
+        mark_prefix_trainable(model)
     add_prefix_tuning(model, 2)
     with pytest.raises(ValueError, match="already has prefix tuning"):
         add_prefix_tuning(model, 2)

@@ -11,7 +11,8 @@ from course_lib.params import count_parameters
 from course_lib.peft.lora import LoRALinear, add_lora, lora_layers, merge_and_unload, set_active_lora
 from course_lib.peft.quant import (Linear4bit, cast_error, cast_model_bytes, dequantize, dequantize_model,
                                    int4_code_book, max_half_gap, model_weight_bytes, nf4_code_book, pack_4bit,
-                                   prepare_qlora, quantize, quantize_model, reconstruction_error, unpack_4bit)
+                                   quantize, quantize_model, reconstruction_error, unpack_4bit)
+from course_lib.peft.qlora import prepare_qlora
 
 from tiny_models import ids, logits, tiny_classifier, tiny_gpt
 

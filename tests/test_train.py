@@ -1,3 +1,4 @@
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -129,8 +130,8 @@ def test_bf16_autocast_trains_and_fp32_is_the_default(data):
     rows, collate = data
     config = TrainConfig(steps=3, batch_size=8, lr=1e-2, eval_every=3)
     fp32 = train(tiny_classifier(), rows, collate, config, device=torch.device("cpu"), show_progress=False)
-    bf16 = train(tiny_classifier(), rows, collate, config, device=torch.device("cpu"), show_progress=False,
-                 precision="bf16")
+    bf16 = train(tiny_classifier(), rows, collate, dataclasses.replace(config, precision="bf16"),
+                 device=torch.device("cpu"), show_progress=False)
     assert torch.isfinite(torch.tensor(bf16.last("train_loss"))) and bf16.last("train_loss") != fp32.last("train_loss")
     with mixed_precision(torch.device("cpu"), "bf16"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
@@ -138,6 +139,46 @@ def test_bf16_autocast_trains_and_fp32_is_the_default(data):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     with pytest.raises(ValueError, match="precision must be one of"):
         mixed_precision(torch.device("cpu"), "fp8")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp8")
+
+
+def test_every_training_path_takes_the_profiles_precision(data, monkeypatch):
+    """gpu profile (bf16): pretraining, fine-tuning and the run helper all enter bf16 autocast; ci stays fp32."""
+    import sys
+
+    import course_lib.train  # noqa: F401  (the package exports a function of the same name)
+    train_module = sys.modules["course_lib.train"]
+    from course_lib.finetune import finetune_config
+    from course_lib.pretrain import pretrain_config
+    from course_lib.profiles import get_profile
+    from tiny_models import tiny_classifier
+
+    gpu, ci = get_profile("gpu"), get_profile("ci")
+    assert gpu.precision == "bf16" and ci.precision == "fp32"
+    assert finetune_config(gpu).precision == pretrain_config(gpu).precision == "bf16"
+    assert finetune_config(ci).precision == pretrain_config(ci).precision == "fp32"
+    entered = []
+    real = train_module.mixed_precision
+    monkeypatch.setattr(train_module, "mixed_precision",
+                        lambda device, precision="fp32": entered.append(precision) or real(device, precision))
+    rows, collate = data
+    for profile in (gpu, ci):
+        config = finetune_config(profile, steps=2, batch_size=8, eval_every=2)
+        train(tiny_classifier(), rows, collate, config, device=torch.device("cpu"), show_progress=False)
+    assert entered == ["bf16", "fp32"]
+
+
+def test_adam_betas_come_from_the_config(data):
+    rows, collate = data
+    from tiny_models import tiny_classifier
+
+    model = tiny_classifier()
+    from course_lib.train import make_optimizer
+
+    assert make_optimizer(model, 1e-3, 0.0, (0.9, 0.98)).param_groups[0]["betas"] == (0.9, 0.98)
+    with pytest.raises(ValueError, match="betas"):
+        TrainConfig(betas=(0.9, 1.5))
 
 
 def test_endless_batches_starts_a_new_epoch_and_rejects_empty_data():

@@ -7,7 +7,7 @@ these are the modules that LoRA and friends will later wrap or replace.
 Prefix tuning hooks in through :attr:`MultiHeadSelfAttention.prefix` (``None`` by default):
 a module called as ``prefix(batch_size)`` that returns extra keys and values
 ``[B, n_heads, P, d_head]``, placed in front of the layer's own keys and values and
-visible to every query (see :mod:`course_lib.peft.prompts`).
+visible to every query (see :mod:`course_lib.peft.prefix_tuning`).
 """
 
 from __future__ import annotations

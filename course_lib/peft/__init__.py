@@ -1,34 +1,53 @@
-"""Parameter-efficient fine-tuning methods, one module each: freezing/BitFit, adapters, AdapterFusion, LoRA, prompt/prefix tuning, ..."""
+"""Parameter-efficient fine-tuning methods, one file each, on one shared spine.
+
+============================  ============================================================================
+``spine.py``                  shared machinery: targets by name, named-adapter ledger, mark trainable, heads
+``freezing.py``               selective fine-tuning: freeze / unfreeze by name, head only, top-k, BitFit
+``adapters.py``               bottleneck adapters (Houlsby, Pfeiffer, parallel)
+``fusion.py``                 AdapterFusion over frozen adapters
+``lora.py``                   LoRA (merge / unmerge, named adapters, peft file format)
+``prompt_tuning.py``          prompt tuning (soft virtual tokens)
+``prefix_tuning.py``          prefix tuning (key/value prefixes, reparametrisation MLP)
+``prompt_files.py``           save / load prompt and prefix tuning in peft's format
+``quant.py``                  NF4 / int4 block quantization and 4-bit linear layers
+``qlora.py``                  QLoRA = a 4-bit base + LoRA
+============================  ============================================================================
+"""
 
 from .adapters import (AdapterConfig, BottleneckAdapter, active_adapters, adapter_param_count, adapter_state_dict,
-                       add_adapter, deactivate_adapters, delete_adapter, list_adapters, load_adapter, save_adapter,
-                       set_active_adapters, train_adapter)
-from .fusion import (FusionLayer, active_fusion, add_fusion, delete_fusion, fusion_adapters, fusion_attention,
-                     fusion_param_count, list_fusions, load_fusion, save_fusion, set_active_fusion, train_fusion)
-from .lora import (LoRALinear, add_lora, delete_lora, disable_lora, list_lora, load_lora, lora_param_count,
-                   merge_and_unload, merge_lora, save_lora, set_active_lora, train_lora, unmerge_lora)
-from .quant import (Linear4bit, QuantizedTensor, cast_error, cast_model_bytes, dequantize, dequantize_model,
-                    int4_code_book, model_weight_bytes, nf4_code_book, pack_4bit, prepare_qlora, quantize,
-                    quantize_model, reconstruction_error, unpack_4bit)
-from .prompts import (PrefixEncoder, PromptTuningModel, add_prefix_tuning, add_prompt_tuning, load_prompt,
-                      prefix_param_count, prompt_param_count, remove_prefix_tuning, save_prompt, train_prefix,
-                      train_prompt)
+                       add_adapter, deactivate_adapters, delete_adapter, list_adapters, load_adapter,
+                       mark_adapter_trainable, save_adapter, set_active_adapters)
 from .freezing import (bitfit, freeze_all, head_only, layer_indices, top_k_layers, trainable_names, unfreeze,
                        unfreeze_where)
+from .fusion import (FusionLayer, active_fusion, add_fusion, delete_fusion, fusion_adapters, fusion_attention,
+                     fusion_param_count, list_fusions, load_fusion, mark_fusion_trainable, save_fusion,
+                     set_active_fusion)
+from .lora import (LoRALinear, add_lora, delete_lora, disable_lora, list_lora, load_lora, lora_param_count,
+                   mark_lora_trainable, merge_and_unload, merge_lora, save_lora, set_active_lora, unmerge_lora)
+from .prefix_tuning import (PrefixEncoder, add_prefix_tuning, mark_prefix_trainable, prefix_param_count,
+                            remove_prefix_tuning)
+from .prompt_files import load_prompt, save_prompt
+from .prompt_tuning import PromptTuningModel, add_prompt_tuning, mark_prompt_trainable, prompt_param_count
+from .qlora import prepare_qlora
+from .quant import (Linear4bit, QuantizedTensor, cast_error, cast_model_bytes, dequantize, dequantize_model,
+                    int4_code_book, model_weight_bytes, nf4_code_book, pack_4bit, quantize, quantize_model,
+                    reconstruction_error, unpack_4bit)
 
 __all__ = [
     "AdapterConfig", "BottleneckAdapter", "active_adapters", "adapter_param_count", "adapter_state_dict",
-    "add_adapter", "deactivate_adapters", "delete_adapter", "list_adapters", "load_adapter", "save_adapter",
-    "set_active_adapters", "train_adapter",
-    "FusionLayer", "active_fusion", "add_fusion", "delete_fusion", "fusion_adapters", "fusion_attention",
-    "fusion_param_count", "list_fusions", "load_fusion", "save_fusion", "set_active_fusion", "train_fusion",
-    "LoRALinear", "add_lora", "delete_lora", "disable_lora", "list_lora", "load_lora", "lora_param_count",
-    "merge_and_unload", "merge_lora", "save_lora", "set_active_lora", "train_lora", "unmerge_lora",
-    "Linear4bit", "QuantizedTensor", "cast_error", "cast_model_bytes", "dequantize", "dequantize_model",
-    "int4_code_book", "model_weight_bytes", "nf4_code_book", "pack_4bit", "prepare_qlora", "quantize",
-    "quantize_model", "reconstruction_error", "unpack_4bit",
-    "PrefixEncoder", "PromptTuningModel", "add_prefix_tuning", "add_prompt_tuning", "load_prompt",
-    "prefix_param_count", "prompt_param_count", "remove_prefix_tuning", "save_prompt", "train_prefix", "train_prompt",
+    "add_adapter", "deactivate_adapters", "delete_adapter", "list_adapters", "load_adapter",
+    "mark_adapter_trainable", "save_adapter", "set_active_adapters",
     "bitfit", "freeze_all", "head_only", "layer_indices", "top_k_layers", "trainable_names", "unfreeze",
     "unfreeze_where",
+    "FusionLayer", "active_fusion", "add_fusion", "delete_fusion", "fusion_adapters", "fusion_attention",
+    "fusion_param_count", "list_fusions", "load_fusion", "mark_fusion_trainable", "save_fusion", "set_active_fusion",
+    "LoRALinear", "add_lora", "delete_lora", "disable_lora", "list_lora", "load_lora", "lora_param_count",
+    "mark_lora_trainable", "merge_and_unload", "merge_lora", "save_lora", "set_active_lora", "unmerge_lora",
+    "PrefixEncoder", "add_prefix_tuning", "mark_prefix_trainable", "prefix_param_count", "remove_prefix_tuning",
+    "load_prompt", "save_prompt",
+    "PromptTuningModel", "add_prompt_tuning", "mark_prompt_trainable", "prompt_param_count",
+    "prepare_qlora",
+    "Linear4bit", "QuantizedTensor", "cast_error", "cast_model_bytes", "dequantize", "dequantize_model",
+    "int4_code_book", "model_weight_bytes", "nf4_code_book", "pack_4bit", "quantize", "quantize_model",
+    "reconstruction_error", "unpack_4bit",
 ]

@@ -17,12 +17,13 @@ The model's code is never edited: the target ``nn.Linear`` is replaced by an
 :class:`AdapterSite` that keeps the original as ``base`` (so, while adapters are
 present, ``...mlp.fc2.weight`` is named ``...mlp.fc2.base.weight``). Several named
 adapters can live in one model; a newly added adapter is *inactive* until
-:func:`set_active_adapters` (or :func:`train_adapter`) switches it on.
+:func:`set_active_adapters` (or :func:`mark_adapter_trainable`) switches it on.
 
-An :class:`AdapterSite` can also hold AdapterFusion layers (``fusions``); they are
-created and switched on by :mod:`course_lib.peft.fusion`. While a fusion is active,
-every site ignores its adapter stack: fusion sites mix their fused adapters, other
-sites run ``base`` only. :func:`set_active_adapters` switches any fusion off.
+An :class:`AdapterSite` also has a slot for mixers of its adapters (``fusions``: modules called
+as ``mixer(h, deltas)`` with an ``adapter_names`` list); :mod:`course_lib.peft.fusion` fills it
+and keeps its own bookkeeping. While a mixer is active, every site ignores its adapter stack:
+sites holding that mixer mix its adapters, other sites run ``base`` only.
+:func:`set_active_adapters` switches any fusion off.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from typing import Iterable, Optional
 import torch
 from torch import Tensor, nn
 
-from ..models.common import config_from_dict
 from ..checkpoints import copy_saved_tensors, load_head_if_saved, read_saved_config
-from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
+from ..models.common import config_from_dict
+from .freezing import DEFAULT_HEAD_PATTERNS
+from .spine import (HEAD_FILE, Ledger, as_name_list, drop_ledger_if_empty, get_ledger, layers_of_type,
+                    mark_trainable, require_ledger, save_head, set_submodule)
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 INIT_STD = 0.02  # std of the down projection's initial weights
@@ -153,8 +156,7 @@ class AdapterSite(nn.Module):
         self.active: list[str] = []       # applied in this order (stacking)
         self._input_hook = None           # handle of the hook that catches the FFN input
         self._ffn_input: Optional[Tensor] = None
-        self.fusions = nn.ModuleDict()         # fusion name -> FusionLayer (see course_lib.peft.fusion)
-        self.fused: dict[str, list[str]] = {}  # fusion name -> the adapters it mixes
+        self.fusions = nn.ModuleDict()  # mixer name -> module with .adapter_names (course_lib.peft.fusion)
         self.active_fusion: Optional[str] = None  # set: the stack is set aside (base only if not here)
 
     @property
@@ -176,7 +178,8 @@ class AdapterSite(nn.Module):
     def _in_use(self) -> list[str]:
         """The adapters the next forward pass runs: the active fusion's, else the active stack."""
         if self.active_fusion is not None:
-            return self.fused.get(self.active_fusion, [])
+            mixer = self.fusions[self.active_fusion] if self.active_fusion in self.fusions else None
+            return list(mixer.adapter_names) if mixer is not None else []
         return self.active
 
     def _stash_input(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -190,8 +193,9 @@ class AdapterSite(nn.Module):
         if self.active_fusion is not None:
             if self.active_fusion not in self.fusions:
                 return out  # a fusion elsewhere is active: the adapter stack is set aside
-            deltas = [self._delta(name, out, ffn_input) for name in self.fused[self.active_fusion]]
-            return self.fusions[self.active_fusion](out, torch.stack(deltas, dim=-2))
+            mixer = self.fusions[self.active_fusion]
+            deltas = [self._delta(name, out, ffn_input) for name in mixer.adapter_names]
+            return mixer(out, torch.stack(deltas, dim=-2))
         for name in self.active:
             if self.modes[name] == "series":
                 out = self.adapters[name](out)
@@ -211,33 +215,21 @@ class AdapterSite(nn.Module):
         return f"active={self.active}" + (f", active_fusion={self.active_fusion!r}" if self.active_fusion else "")
 
 
-@dataclass
-class _AdapterBook:
-    """Per-model bookkeeping, stored on the model as ``_course_adapters``."""
-
-    family: str
-    d_model: int
-    configs: dict[str, AdapterConfig] = field(default_factory=dict)
-    paths: dict[str, list[str]] = field(default_factory=dict)
-    active: list[str] = field(default_factory=list)
-    fusions: dict[str, list[str]] = field(default_factory=dict)  # fusion name -> fused adapters
-    active_fusion: Optional[str] = None
+_LEDGER, _KIND = "_course_adapters", "adapter"
 
 
-_BOOK = "_course_adapters"
-HEAD_FILE = "head_model.safetensors"  # optional: the task head saved next to the adapter
+def _ledger(model: nn.Module, create: bool = False) -> Optional[Ledger]:
+    return get_ledger(model, _LEDGER, _KIND, create)
 
 
-def _book(model: nn.Module) -> Optional[_AdapterBook]:
-    return getattr(model, _BOOK, None)
+def adapter_ledger(model: nn.Module) -> Ledger:
+    """The model's adapter ledger (configs, paths, active stack); empty when it has no adapters."""
+    return _ledger(model) or Ledger(_KIND)
 
 
-def _require(model: nn.Module, name: str) -> _AdapterBook:
-    book = _book(model)
-    names = list(book.configs) if book else []
-    if name not in names:
-        raise KeyError(f"No adapter named {name!r}; this model has: {names}")
-    return book
+def adapter_sites(model: nn.Module) -> dict[str, AdapterSite]:
+    """Every AdapterSite of the model, by module path."""
+    return layers_of_type(model, AdapterSite)
 
 
 def detect_architecture(model: nn.Module) -> tuple[str, list[str]]:
@@ -253,11 +245,6 @@ def detect_architecture(model: nn.Module) -> tuple[str, list[str]]:
                      f"(see ARCHITECTURES). This model's module names look like: {preview}, ...")
 
 
-def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, child = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def _site(model: nn.Module, path: str) -> AdapterSite:
     """The AdapterSite at ``path``, wrapping the Linear found there on first use."""
     module = model.get_submodule(path)
@@ -267,28 +254,34 @@ def _site(model: nn.Module, path: str) -> AdapterSite:
         raise TypeError(f"Expected an nn.Linear at {path!r}, found {type(module).__name__}")
     site = AdapterSite(module)
     site.train(module.training)
-    _set_module(model, path, site)
+    set_submodule(model, path, site)
     return site
 
 
-def _model_width(model: nn.Module, family: str, layers: list[str]) -> int:
+def model_width(model: nn.Module) -> tuple[str, int]:
+    """The model's family (a key of ARCHITECTURES) and hidden size (the FFN output width)."""
+    family, layers = detect_architecture(model)
     module = model.get_submodule(f"{layers[0]}.{ARCHITECTURES[family].ffn_output}")
-    return (module.base if isinstance(module, AdapterSite) else module).out_features
+    return family, (module.base if isinstance(module, AdapterSite) else module).out_features
+
+
+def check_saved_for(model: nn.Module, meta: dict, what: str) -> None:
+    """A clear error unless saved ``meta`` (its "family" and "d_model") fits this model."""
+    family, d_model = model_width(model)
+    if meta["family"] != family:
+        raise ValueError(f"{what} was saved for a {meta['family']!r} model, this model is {family!r}.")
+    if meta["d_model"] != d_model:
+        raise ValueError(f"{what} was saved for hidden size {meta['d_model']}, this model has {d_model}.")
 
 
 def add_adapter(model: nn.Module, name: str, config: AdapterConfig) -> list[str]:
     """Insert adapter ``name`` (inactive) at every layer; return the module paths that got one."""
     if not isinstance(config, AdapterConfig):
         raise TypeError(f"config must be an AdapterConfig, got {type(config).__name__}")
-    if not isinstance(name, str) or not name or "." in name:
-        raise ValueError(f"Adapter names must be non-empty strings without '.', got {name!r}")
-    book = _book(model)
-    if book is not None and name in book.configs:
-        raise ValueError(f"An adapter named {name!r} already exists (adapters: {list(book.configs)}); "
-                         f"delete_adapter it first or pick another name.")
+    (_ledger(model) or Ledger(_KIND)).require_new(name)
     family, layers = detect_architecture(model)
     sites = ARCHITECTURES[family]
-    d_model = _model_width(model, family, layers)
+    d_model = model_width(model)[1]
     m = config.bottleneck_size(d_model)  # validate before touching the model
     paths = []
     for layer in layers:
@@ -303,42 +296,35 @@ def add_adapter(model: nn.Module, name: str, config: AdapterConfig) -> list[str]
             if mode == "parallel":
                 site.watch_input(model.get_submodule(f"{layer}.{sites.ffn_input}"))
             paths.append(path)
-    if book is None:
-        book = _AdapterBook(family=family, d_model=d_model)
-        setattr(model, _BOOK, book)
-    book.configs[name], book.paths[name] = config, paths
+    ledger = _ledger(model, create=True)
+    ledger.extra.update(family=family, d_model=d_model)
+    ledger.add(name, config, paths)
     return paths
 
 
 def list_adapters(model: nn.Module) -> list[str]:
-    """Names of the model's adapters, in the order they were added."""
-    book = _book(model)
-    return list(book.configs) if book else []
+    """Names of the adapters in use, in the order they were added."""
+    ledger = _ledger(model)
+    return ledger.names() if ledger else []
 
 
 def active_adapters(model: nn.Module) -> list[str]:
     """Names of the adapters in use, in the order they are applied (while a fusion is active: the fused ones)."""
-    book = _book(model)
-    if book is not None and book.active_fusion is not None:
-        return list(book.fusions[book.active_fusion])
-    return list(book.active) if book else []
+    for site in adapter_sites(model).values():
+        if site.active_fusion is not None and site.active_fusion in site.fusions:
+            return list(site.fusions[site.active_fusion].adapter_names)
+    ledger = _ledger(model)
+    return list(ledger.active) if ledger else []
 
 
 def set_active_adapters(model: nn.Module, names: str | list[str] | None) -> None:
     """Use one adapter, a stack (a list, applied in order), or none (None: the base model); ends any fusion."""
-    names = [] if names is None else [names] if isinstance(names, str) else list(names)
-    existing = list_adapters(model)
-    for n in names:
-        if n not in existing:
-            raise KeyError(f"No adapter named {n!r}; this model has: {existing}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"Each adapter can be active once, got {names}")
-    for module in model.modules():
-        if isinstance(module, AdapterSite):
-            module.active = [n for n in names if n in module.adapters]
-            module.active_fusion = None
-    if _book(model) is not None:
-        _book(model).active, _book(model).active_fusion = names, None
+    names = (_ledger(model) or Ledger(_KIND)).check_known(as_name_list(names))
+    for site in adapter_sites(model).values():
+        site.active = [n for n in names if n in site.adapters]
+        site.active_fusion = None
+    if _ledger(model) is not None:
+        _ledger(model).active = names
 
 
 def deactivate_adapters(model: nn.Module) -> None:
@@ -348,11 +334,12 @@ def deactivate_adapters(model: nn.Module) -> None:
 
 def delete_adapter(model: nn.Module, name: str) -> None:
     """Remove adapter ``name`` everywhere; empty sites give their original module back."""
-    book = _require(model, name)
-    users = [f for f, members in book.fusions.items() if name in members]
+    ledger = require_ledger(model, _LEDGER, _KIND, name)
+    users = sorted({f for site in adapter_sites(model).values() for f, mixer in site.fusions.items()
+                    if name in mixer.adapter_names})
     if users:
         raise ValueError(f"Adapter {name!r} is used by fusion(s) {users}; delete_fusion them first.")
-    for path in book.paths.pop(name):
+    for path in ledger.remove(name):
         site = model.get_submodule(path)
         del site.adapters[name]
         site.modes.pop(name)
@@ -360,29 +347,23 @@ def delete_adapter(model: nn.Module, name: str) -> None:
         if "parallel" not in site.modes.values():
             site.unwatch_input()
         if not site.modes:
-            _set_module(model, path, site.base)
-    del book.configs[name]
-    book.active = [n for n in book.active if n != name]
-    if not book.configs:
-        delattr(model, _BOOK)
+            set_submodule(model, path, site.base)
+    drop_ledger_if_empty(model, _LEDGER)
 
 
-def train_adapter(model: nn.Module, name: str, head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
-    """Freeze everything, unfreeze adapter ``name`` (+ the head; () for none), activate it; return trainable names."""
-    _require(model, name)
-    freeze_all(model)
-    names = unfreeze_where(model, lambda n, _: f".adapters.{name}." in n, what=f"adapter {name!r}")
-    head_patterns = list(head_patterns)
-    if head_patterns:
-        names += [n for n in unfreeze(model, head_patterns) if n not in names]
+def mark_adapter_trainable(model: nn.Module, name: str,
+                           head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
+    """Make adapter ``name`` (+ the head; () for none) the only trainable tensors and activate it; return names."""
+    require_ledger(model, _LEDGER, _KIND, name)
+    names = mark_trainable(model, lambda n, _: f".adapters.{name}." in n, f"adapter {name!r}", head_patterns)
     set_active_adapters(model, name)
     return names
 
 
 def _adapter_parameters(model: nn.Module, name: str) -> dict[str, nn.Parameter]:
     """Adapter ``name``'s parameters keyed by ``<site path>.<down|up>.<weight|bias>``."""
-    book = _require(model, name)
-    return {f"{path}.{key}": p for path in book.paths[name]
+    ledger = require_ledger(model, _LEDGER, _KIND, name)
+    return {f"{path}.{key}": p for path in ledger.paths[name]
             for key, p in model.get_submodule(path).adapters[name].named_parameters()}
 
 
@@ -395,19 +376,13 @@ def save_adapter(model: nn.Module, name: str, directory: str | Path, head_patter
     """Write adapter_config.json and adapter_model.safetensors (+ head_model.safetensors if head_patterns)."""
     from safetensors.torch import save_file
 
-    book = _require(model, name)
+    ledger = require_ledger(model, _LEDGER, _KIND, name)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    meta = {"name": name, "family": book.family, "d_model": book.d_model, **book.configs[name].to_dict()}
+    meta = {"name": name, **ledger.extra, **ledger.configs[name].to_dict()}
     (directory / "adapter_config.json").write_text(json.dumps(meta, indent=2))
     save_file(adapter_state_dict(model, name), str(directory / "adapter_model.safetensors"))
-    head_patterns = list(head_patterns)
-    if head_patterns:
-        head = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
-                if any(re.search(pattern, n) for pattern in head_patterns)}
-        if not head:
-            raise ValueError(f"head_patterns {head_patterns} matched no parameter of the model.")
-        save_file(head, str(directory / HEAD_FILE))
+    save_head(model, directory, head_patterns)
     return directory
 
 
@@ -417,13 +392,9 @@ def load_adapter(model: nn.Module, directory: str | Path, name: Optional[str] = 
 
     directory = Path(directory)
     meta = read_saved_config(directory, "adapter_config.json", "adapter_model.safetensors")
-    saved_name, family, d_saved = meta.pop("name"), meta.pop("family"), meta.pop("d_model")
-    model_family, layers = detect_architecture(model)
-    d_model = _model_width(model, model_family, layers)
-    if family != model_family:
-        raise ValueError(f"Adapter was saved for a {family!r} model, this model is {model_family!r}.")
-    if d_saved != d_model:
-        raise ValueError(f"Adapter was saved for hidden size {d_saved}, this model has {d_model}.")
+    check_saved_for(model, meta, "Adapter")
+    saved_name = meta.pop("name")
+    meta.pop("family"), meta.pop("d_model")
     name = name or saved_name
     add_adapter(model, name, AdapterConfig.from_dict(meta))
     tensors, params = load_file(str(directory / "adapter_model.safetensors")), _adapter_parameters(model, name)

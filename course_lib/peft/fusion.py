@@ -1,6 +1,6 @@
 """AdapterFusion (Pfeiffer et al. 2021): learn, per token, how to mix several frozen task adapters.
 
-Two stages. Stage 1 trains one bottleneck adapter per task (:func:`train_adapter`).
+Two stages. Stage 1 trains one bottleneck adapter per task (:func:`mark_adapter_trainable`).
 Stage 2 freezes them all and adds, at every adapter site, a small attention layer
 that looks at the site's output ``h`` (the query) and at each adapter's contribution
 ``delta_i`` (keys and values) and returns
@@ -11,12 +11,15 @@ that looks at the site's output ``h`` (the query) and at each adapter's contribu
 nearly uniform and a fresh fusion outputs about ``h + mean_i delta_i``: the average of
 the adapters' outputs. Only ``Q``, ``K`` and ``V`` (and the task head) are trained.
 
-Activation: :func:`set_active_fusion` (or :func:`train_fusion`) switches a fusion on.
+Activation: :func:`set_active_fusion` (or :func:`mark_fusion_trainable`) switches a fusion on.
 While it is on, the adapter stack chosen with :func:`set_active_adapters` is *set aside*
 (kept, not used): the fusion's sites mix the fused adapters and every other adapter site
 runs its base layer only. ``active_adapters(model)`` then reports the fused adapters and
 :func:`active_fusion` the fusion's name. ``set_active_fusion(model, None)`` brings the
-set-aside stack back; calling ``set_active_adapters`` (or ``train_adapter``) also ends the fusion.
+set-aside stack back; calling ``set_active_adapters`` (or ``mark_adapter_trainable``) also ends the fusion.
+
+This module owns the fusion state: its own ledger on the model (fusion name -> fused adapters and
+site paths) and the :class:`FusionLayer` s it places in each :class:`AdapterSite`'s mixer slot.
 
 Not implemented from AdapterHub: the softmax temperature schedule and the
 ``residual_before`` / value-sharing variants; the attention uses plain ``1/sqrt(d)`` scaling.
@@ -26,17 +29,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Iterable, Optional
 
 import torch
 from torch import Tensor, nn
 
-from .adapters import (_BOOK, HEAD_FILE, AdapterConfig, AdapterSite, _AdapterBook, _book, _model_width,
-                       detect_architecture, list_adapters)
 from ..checkpoints import copy_saved_tensors, load_head_if_saved, read_saved_config
-from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
+from .adapters import (AdapterConfig, AdapterSite, adapter_ledger, adapter_sites, check_saved_for, list_adapters,
+                       model_width)
+from .freezing import DEFAULT_HEAD_PATTERNS
+from .spine import (HEAD_FILE, Ledger, check_adapter_name, drop_ledger_if_empty, get_ledger, mark_trainable,
+                    require_ledger, save_head)
 
 QK_INIT_STD = 0.02       # std of the query and key weights at init
 VALUE_NOISE_STD = 1e-3   # the value weight starts as identity + N(0, VALUE_NOISE_STD^2) noise
@@ -52,11 +56,12 @@ def fusion_param_count(d_model: int) -> int:
 class FusionLayer(nn.Module):
     """Attention over N adapter contributions: h + sum_i softmax_i(q . k_i / sqrt(d)) * v_i."""
 
-    def __init__(self, d_model: int) -> None:
+    def __init__(self, d_model: int, adapter_names: Optional[list[str]] = None) -> None:
         super().__init__()
         if d_model < 1:
             raise ValueError(f"d_model must be >= 1, got {d_model}")
         self.d_model = d_model
+        self.adapter_names = list(adapter_names or [])  # the adapters it mixes, in order
         self.query = nn.Linear(d_model, d_model)
         self.key = nn.Linear(d_model, d_model)
         self.value = nn.Linear(d_model, d_model)
@@ -82,46 +87,39 @@ class FusionLayer(nn.Module):
         return h + (weights.unsqueeze(-2) @ v).squeeze(-2)        # h + sum_i w_i v_i
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}"
+        return f"d_model={self.d_model}, adapters={self.adapter_names}"
 
 
-def _require_fusion(model: nn.Module, name: str) -> _AdapterBook:
-    book = _book(model)
-    names = list(book.fusions) if book else []
-    if name not in names:
-        raise KeyError(f"No fusion named {name!r}; this model has: {names}")
-    return book
+_LEDGER, _KIND = "_course_fusions", "fusion"
 
 
-def _sites(model: nn.Module, book: _AdapterBook, name: str) -> dict[str, AdapterSite]:
-    """Fusion ``name``'s sites keyed by module path (the fused adapters' paths)."""
-    return {path: model.get_submodule(path) for path in book.paths[book.fusions[name][0]]}
+def _ledger(model: nn.Module, create: bool = False) -> Optional[Ledger]:
+    return get_ledger(model, _LEDGER, _KIND, create)
+
+
+def _sites(model: nn.Module, name: str) -> dict[str, AdapterSite]:
+    """Fusion ``name``'s sites keyed by module path."""
+    return {path: model.get_submodule(path) for path in require_ledger(model, _LEDGER, _KIND, name).paths[name]}
 
 
 def list_fusions(model: nn.Module) -> list[str]:
     """Names of the model's fusions, in the order they were added."""
-    book = _book(model)
-    return list(book.fusions) if book else []
+    ledger = _ledger(model)
+    return ledger.names() if ledger else []
 
 
 def fusion_adapters(model: nn.Module, name: str) -> list[str]:
     """The adapters fusion ``name`` mixes, in order."""
-    return list(_require_fusion(model, name).fusions[name])
+    return list(require_ledger(model, _LEDGER, _KIND, name).configs[name])
 
 
 def active_fusion(model: nn.Module) -> Optional[str]:
     """The name of the active fusion, or None."""
-    book = _book(model)
-    return book.active_fusion if book else None
+    return next((site.active_fusion for site in adapter_sites(model).values()), None)
 
 
-def add_fusion(model: nn.Module, adapter_names: list[str], name: str = "fusion") -> list[str]:
-    """Add fusion ``name`` (inactive) over >= 2 adapters of one config; return its site paths."""
-    if isinstance(adapter_names, str):
-        raise TypeError(f"adapter_names must be a list of adapter names, got the string {adapter_names!r}")
-    adapter_names = list(adapter_names)
-    if not isinstance(name, str) or not name or "." in name:
-        raise ValueError(f"Fusion names must be non-empty strings without '.', got {name!r}")
+def _check_fusable(model: nn.Module, adapter_names: list[str]) -> list[str]:
+    """The site paths the adapters share; errors unless there are >= 2 distinct adapters of one config."""
     if len(set(adapter_names)) != len(adapter_names):
         raise ValueError(f"Each adapter can be fused once, got {adapter_names}")
     if len(adapter_names) < 2:
@@ -130,58 +128,56 @@ def add_fusion(model: nn.Module, adapter_names: list[str], name: str = "fusion")
     unknown = [n for n in adapter_names if n not in existing]
     if unknown:
         raise KeyError(f"No adapter(s) named {unknown}; this model has: {existing}")
-    book = _book(model)
-    if name in book.fusions:
-        raise ValueError(f"A fusion named {name!r} already exists (fusions: {list(book.fusions)}); "
-                         f"delete_fusion it first or pick another name.")
-    configs = {n: book.configs[n] for n in adapter_names}
+    adapters = adapter_ledger(model)
+    configs = {n: adapters.configs[n] for n in adapter_names}
     if len({json.dumps(c.to_dict(), sort_keys=True) for c in configs.values()}) > 1:
         listing = "; ".join(f"{n}: {c}" for n, c in configs.items())
         raise ValueError(f"All fused adapters need the same AdapterConfig (so they sit at the same places); "
                          f"got {listing}")
-    paths = book.paths[adapter_names[0]]
-    differing = [n for n in adapter_names if book.paths[n] != paths]
+    paths = adapters.paths[adapter_names[0]]
+    differing = [n for n in adapter_names if adapters.paths[n] != paths]
     if differing:
         raise ValueError(f"Adapters {differing} sit at other paths than {adapter_names[0]!r}: {paths}")
+    return list(paths)
+
+
+def add_fusion(model: nn.Module, adapter_names: list[str], name: str = "fusion") -> list[str]:
+    """Add fusion ``name`` (inactive) over >= 2 adapters of one config; return its site paths."""
+    if isinstance(adapter_names, str):
+        raise TypeError(f"adapter_names must be a list of adapter names, got the string {adapter_names!r}")
+    adapter_names = list(adapter_names)
+    check_adapter_name(name, "Fusion")
+    (_ledger(model) or Ledger(_KIND)).require_new(name)
+    paths = _check_fusable(model, adapter_names)
     for path in paths:
         site = model.get_submodule(path)
         weight = site.base.weight
-        layer = FusionLayer(site.d_model).to(device=weight.device, dtype=weight.dtype)
+        layer = FusionLayer(site.d_model, adapter_names).to(device=weight.device, dtype=weight.dtype)
         site.fusions[name] = layer.train(site.training)
-        site.fused[name] = list(adapter_names)
-    book.fusions[name] = list(adapter_names)
+    _ledger(model, create=True).add(name, adapter_names, paths)
     return list(paths)
 
 
 def set_active_fusion(model: nn.Module, name: Optional[str]) -> None:
     """Switch fusion ``name`` on (the adapter stack is set aside), or off with None (the stack returns)."""
     if name is not None:
-        _require_fusion(model, name)
-    book = _book(model)
-    if book is None:
-        return  # no adapters, no fusion: nothing to switch off
-    for module in model.modules():
-        if isinstance(module, AdapterSite):
-            module.active_fusion = name
-    book.active_fusion = name
+        require_ledger(model, _LEDGER, _KIND, name)
+    for site in adapter_sites(model).values():
+        site.active_fusion = name
 
 
-def train_fusion(model: nn.Module, name: str, head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
-    """Freeze everything, unfreeze fusion ``name`` (+ the head; () for none), activate it; return trainable names."""
-    _require_fusion(model, name)
-    freeze_all(model)
-    names = unfreeze_where(model, lambda n, _: f".fusions.{name}." in n, what=f"fusion {name!r}")
-    head_patterns = list(head_patterns)
-    if head_patterns:
-        names += [n for n in unfreeze(model, head_patterns) if n not in names]
+def mark_fusion_trainable(model: nn.Module, name: str,
+                          head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
+    """Make fusion ``name`` (+ the head; () for none) the only trainable tensors and activate it; return names."""
+    require_ledger(model, _LEDGER, _KIND, name)
+    names = mark_trainable(model, lambda n, _: f".fusions.{name}." in n, f"fusion {name!r}", head_patterns)
     set_active_fusion(model, name)
     return names
 
 
 def fusion_attention(model: nn.Module, name: str) -> dict[str, Tensor]:
     """Site path -> the attention weights [B, T, N] of fusion ``name``'s last forward pass."""
-    book = _require_fusion(model, name)
-    weights = {path: site.fusions[name].last_weights for path, site in _sites(model, book, name).items()}
+    weights = {path: site.fusions[name].last_weights for path, site in _sites(model, name).items()}
     if any(w is None for w in weights.values()):
         raise RuntimeError(f"Fusion {name!r} has not run yet: set_active_fusion(model, {name!r}) and run a "
                            f"forward pass first.")
@@ -190,19 +186,17 @@ def fusion_attention(model: nn.Module, name: str) -> dict[str, Tensor]:
 
 def delete_fusion(model: nn.Module, name: str) -> None:
     """Remove fusion ``name`` everywhere (switching it off first if it is active)."""
-    book = _require_fusion(model, name)
-    if book.active_fusion == name:
+    if active_fusion(model) == name:
         set_active_fusion(model, None)
-    for site in _sites(model, book, name).values():
+    for site in _sites(model, name).values():
         del site.fusions[name]
-        site.fused.pop(name)
-    del book.fusions[name]
+    _ledger(model).remove(name)
+    drop_ledger_if_empty(model, _LEDGER)
 
 
 def _fusion_parameters(model: nn.Module, name: str) -> dict[str, nn.Parameter]:
     """Fusion ``name``'s parameters keyed by ``<site path>.<query|key|value>.<weight|bias>``."""
-    book = _require_fusion(model, name)
-    return {f"{path}.{key}": p for path, site in _sites(model, book, name).items()
+    return {f"{path}.{key}": p for path, site in _sites(model, name).items()
             for key, p in site.fusions[name].named_parameters()}
 
 
@@ -210,22 +204,16 @@ def save_fusion(model: nn.Module, name: str, directory: str | Path, head_pattern
     """Write fusion_config.json and fusion_model.safetensors (+ head_model.safetensors if head_patterns)."""
     from safetensors.torch import save_file
 
-    book = _require_fusion(model, name)
-    adapters = book.fusions[name]
-    head_patterns = list(head_patterns)
-    head = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
-            if any(re.search(pattern, n) for pattern in head_patterns)}
-    if head_patterns and not head:
-        raise ValueError(f"head_patterns {head_patterns} matched no parameter of the model.")
+    adapters = fusion_adapters(model, name)
+    family, d_model = model_width(model)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    meta = {"name": name, "adapters": adapters, "family": book.family, "d_model": book.d_model,
-            "adapter_config": book.configs[adapters[0]].to_dict()}
+    meta = {"name": name, "adapters": adapters, "family": family, "d_model": d_model,
+            "adapter_config": adapter_ledger(model).configs[adapters[0]].to_dict()}
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     save_file({k: p.detach().cpu().contiguous() for k, p in _fusion_parameters(model, name).items()},
               str(directory / WEIGHTS_FILE))
-    if head:
-        save_file(head, str(directory / HEAD_FILE))
+    save_head(model, directory, head_patterns)
     return directory
 
 
@@ -235,19 +223,14 @@ def load_fusion(model: nn.Module, directory: str | Path, name: Optional[str] = N
 
     directory = Path(directory)
     meta = read_saved_config(directory, CONFIG_FILE, WEIGHTS_FILE)
-    model_family, layers = detect_architecture(model)
-    d_model = _model_width(model, model_family, layers)
-    if meta["family"] != model_family:
-        raise ValueError(f"Fusion was saved for a {meta['family']!r} model, this model is {model_family!r}.")
-    if meta["d_model"] != d_model:
-        raise ValueError(f"Fusion was saved for hidden size {meta['d_model']}, this model has {d_model}.")
+    check_saved_for(model, meta, "Fusion")
     adapters, existing = meta["adapters"], list_adapters(model)
     missing = [n for n in adapters if n not in existing]
     if missing:
         raise KeyError(f"Fusion {meta['name']!r} mixes adapters {adapters}, but this model lacks {missing} "
                        f"(it has {existing}): load them with load_adapter first.")
-    saved_config, book = AdapterConfig.from_dict(meta["adapter_config"]), getattr(model, _BOOK)
-    wrong = [f"{n}: {book.configs[n]}" for n in adapters if book.configs[n] != saved_config]
+    saved_config, configs = AdapterConfig.from_dict(meta["adapter_config"]), adapter_ledger(model).configs
+    wrong = [f"{n}: {configs[n]}" for n in adapters if configs[n] != saved_config]
     if wrong:
         raise ValueError(f"The fusion was trained on adapters with {saved_config}, but this model has {wrong}.")
     name = name or meta["name"]

@@ -13,7 +13,7 @@ The model's code is never edited: each target layer is replaced by a :class:`LoR
 that keeps the original as ``base_layer`` (``...attn.q_proj.weight`` becomes
 ``...attn.q_proj.base_layer.weight``) and holds named adapters in ``lora_A`` / ``lora_B``
 (``ModuleDict``s keyed by adapter name), the same layout as Hugging Face ``peft``. A new
-adapter is *inactive* until :func:`set_active_lora` (or :func:`train_lora`) switches it on.
+adapter is *inactive* until :func:`set_active_lora` (or :func:`mark_lora_trainable`) switches it on.
 
 :func:`save_lora` / :func:`load_lora` use peft's file format (``adapter_config.json`` and
 ``adapter_model.safetensors`` with keys ``base_model.model.<module path>.lora_A.weight``),
@@ -31,15 +31,18 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
 from ..checkpoints import read_saved_config
-from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
+from .freezing import DEFAULT_HEAD_PATTERNS
 from .quant import Linear4bit
+from .spine import (Ledger, as_name_list, drop_ledger_if_empty, get_ledger, layers_of_type, mark_trainable,
+                    require_ledger, set_submodule, suffix_names)
+from .spine import find_targets as _find_paths
 
 PEFT_PREFIX = "base_model.model."  # peft's key prefix: PeftModel.base_model (LoraModel).model
 _PEFT_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_([AB])\.weight$")
@@ -188,37 +191,17 @@ class LoRAConfig:
     target_modules: str | list[str] = field(default_factory=list)
 
 
-@dataclass
-class _LoRABook:
-    """Per-model bookkeeping, stored on the model as ``_course_lora``."""
-
-    configs: dict[str, LoRAConfig] = field(default_factory=dict)
-    paths: dict[str, list[str]] = field(default_factory=dict)
-    active: list[str] = field(default_factory=list)
+_LEDGER, _KIND = "_course_lora", "LoRA adapter"
+_TARGETS = "nn.Linear/Linear4bit/Conv1D"
 
 
-_BOOK = "_course_lora"
-
-
-def _book(model: nn.Module) -> Optional[_LoRABook]:
-    return getattr(model, _BOOK, None)
-
-
-def _require(model: nn.Module, name: str) -> _LoRABook:
-    book = _book(model)
-    if book is None or name not in book.configs:
-        raise KeyError(f"No LoRA adapter named {name!r}; this model has: {list_lora(model)}")
-    return book
-
-
-def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, child = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
+def _ledger(model: nn.Module, create: bool = False) -> Optional[Ledger]:
+    return get_ledger(model, _LEDGER, _KIND, create)
 
 
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
     """Every LoRALinear in the model, by module path."""
-    return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+    return layers_of_type(model, LoRALinear)
 
 
 def _candidates(model: nn.Module) -> list[str]:
@@ -228,47 +211,25 @@ def _candidates(model: nn.Module) -> list[str]:
             and not any(n.startswith(w + ".") for w in wrapped)]
 
 
-def _suffix_names(paths: list[str]) -> list[str]:
-    """Short names to target by: the last part inside numbered layers, else the full path (a head)."""
-    out = []
-    for p in paths:
-        short = p.rsplit(".", 1)[-1] if re.search(r"(?:^|\.)\d+\.", p) else p
-        if short not in out:
-            out.append(short)
-    return out
-
-
 def find_targets(model: nn.Module, target_modules: str | Iterable[str]) -> list[str]:
     """Paths matched like peft: a str is a regex (fullmatch on the path), a list holds names or path suffixes."""
-    candidates = _candidates(model)
-    hint = f"LoRA can target these Linear layers (by suffix): {_suffix_names(candidates)}"
-    if isinstance(target_modules, str):
-        paths = [p for p in candidates if re.fullmatch(target_modules, p)]
-        if not paths:
-            raise ValueError(f"target_modules regex {target_modules!r} matched no module path. {hint}")
-        return paths
-    targets = list(target_modules)
-    if not targets:
-        raise ValueError(f"Give at least one target module. {hint}")
-    for t in targets:
-        if not any(p == t or p.endswith("." + t) for p in candidates):
-            raise ValueError(f"Target {t!r} matched no nn.Linear/Linear4bit/Conv1D module. {hint}")
-    return [p for p in candidates if any(p == t or p.endswith("." + t) for t in targets)]
+    return _find_paths(_candidates(model), target_modules, _TARGETS)
+
+
+def check_rank(model: nn.Module, paths: list[str], r: Any) -> None:
+    """A clear error unless ``r`` is an int with 1 <= r <= min(in, out) at every path."""
+    for path in paths:
+        module = model.get_submodule(path)
+        limit = min(_features(module.base_layer if isinstance(module, LoRALinear) else module))
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= limit:
+            raise ValueError(f"LoRA rank r must be an integer with 1 <= r <= min(in_features, out_features) = "
+                             f"{limit} (at {path!r}), got r={r!r}")
 
 
 def _inject(model: nn.Module, name: str, paths: list[str], config: LoRAConfig, merge_on_eval: bool) -> None:
     """Give every layer in ``paths`` adapter ``name`` (wrapping plain layers in a LoRALinear); validate first."""
-    if not isinstance(name, str) or not name or "." in name:
-        raise ValueError(f"LoRA adapter names must be non-empty strings without '.', got {name!r}")
-    if name in list_lora(model):
-        raise ValueError(f"A LoRA adapter named {name!r} already exists (adapters: {list_lora(model)}); "
-                         f"delete_lora it first or pick another name.")
-    for path in paths:  # check ranks everywhere before changing anything
-        module = model.get_submodule(path)
-        limit = min(_features(module.base_layer if isinstance(module, LoRALinear) else module))
-        if not isinstance(config.r, int) or not 1 <= config.r <= limit:
-            raise ValueError(f"LoRA rank r must be an integer with 1 <= r <= min(in_features, out_features) = "
-                             f"{limit} (at {path!r}), got r={config.r!r}")
+    (_ledger(model) or Ledger(_KIND)).require_new(name)
+    check_rank(model, paths, config.r)  # everywhere, before changing anything
     for path in paths:
         module = model.get_submodule(path)
         if isinstance(module, LoRALinear):
@@ -278,10 +239,8 @@ def _inject(model: nn.Module, name: str, paths: list[str], config: LoRAConfig, m
                                merge_on_eval=merge_on_eval)
             layer.active = []  # inactive until set_active_lora
             layer.train(module.training)
-            _set_module(model, path, layer)
-    book = _book(model) or _LoRABook()
-    book.configs[name], book.paths[name] = config, list(paths)
-    setattr(model, _BOOK, book)
+            set_submodule(model, path, layer)
+    _ledger(model, create=True).add(name, config, paths)
 
 
 def add_lora(model: nn.Module, name: str = "default", target_modules: str | Iterable[str] = ("q_proj", "v_proj"),
@@ -296,36 +255,31 @@ def add_lora(model: nn.Module, name: str = "default", target_modules: str | Iter
 
 def list_lora(model: nn.Module) -> list[str]:
     """Names of the model's LoRA adapters, in the order they were added."""
-    book = _book(model)
-    return list(book.configs) if book else []
+    ledger = _ledger(model)
+    return ledger.names() if ledger else []
 
 
 def active_lora(model: nn.Module) -> list[str]:
     """Names of the LoRA adapters in use."""
-    book = _book(model)
-    return list(book.active) if book else []
+    ledger = _ledger(model)
+    return list(ledger.active) if ledger else []
 
 
 def set_active_lora(model: nn.Module, names: str | list[str] | None) -> None:
     """Use one adapter, several (their updates add up), or none (None: the base model)."""
-    names = [] if names is None else [names] if isinstance(names, str) else list(names)
-    for n in names:
-        _require(model, n)
+    names = as_name_list(names)
+    (_ledger(model) or Ledger(_KIND)).check_known(names)
     for layer in lora_layers(model).values():
         layer.set_active(names)
-    if _book(model) is not None:
-        _book(model).active = names
+    if _ledger(model) is not None:
+        _ledger(model).active = names
 
 
-def train_lora(model: nn.Module, name: str, head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
-    """Freeze everything, unfreeze adapter ``name``'s A and B (+ the head; () for none), activate it."""
-    _require(model, name)
-    freeze_all(model)
-    names = unfreeze_where(model, lambda n, _: f".lora_A.{name}." in n or f".lora_B.{name}." in n,
-                           what=f"LoRA adapter {name!r}")
-    head_patterns = list(head_patterns)
-    if head_patterns:
-        names += [n for n in unfreeze(model, head_patterns) if n not in names]
+def mark_lora_trainable(model: nn.Module, name: str, head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
+    """Make adapter ``name``'s A and B (+ the head; () for none) the only trainable tensors and activate it."""
+    require_ledger(model, _LEDGER, _KIND, name)
+    names = mark_trainable(model, lambda n, _: f".lora_A.{name}." in n or f".lora_B.{name}." in n,
+                           f"LoRA adapter {name!r}", head_patterns)
     set_active_lora(model, name)
     return names
 
@@ -363,25 +317,21 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     """Merge the active adapter(s) and put the plain base layers back: a LoRA-free model."""
     for path, layer in lora_layers(model).items():
         layer.merge()
-        _set_module(model, path, layer.base_layer)
-    if _book(model) is not None:
-        delattr(model, _BOOK)
+        set_submodule(model, path, layer.base_layer)
+    if _ledger(model) is not None:
+        delattr(model, _LEDGER)
     return model
 
 
 def delete_lora(model: nn.Module, name: str) -> None:
     """Remove adapter ``name`` everywhere; layers left without adapters give their base layer back."""
-    book = _require(model, name)
-    for path in book.paths.pop(name):
+    for path in require_ledger(model, _LEDGER, _KIND, name).remove(name):
         layer = model.get_submodule(path)
         layer.delete_adapter(name)
         if not layer.lora_A:
             layer.unmerge()
-            _set_module(model, path, layer.base_layer)
-    del book.configs[name]
-    book.active = [n for n in book.active if n != name]
-    if not book.configs:
-        delattr(model, _BOOK)
+            set_submodule(model, path, layer.base_layer)
+    drop_ledger_if_empty(model, _LEDGER)
 
 
 def _head_modules(model: nn.Module, head_patterns: list[str]) -> list[str]:
@@ -405,11 +355,11 @@ def save_lora(model: nn.Module, name: str, directory: str | Path, head_patterns:
     """Write adapter ``name`` in peft's format (+ the head modules as peft ``modules_to_save``)."""
     from safetensors.torch import save_file
 
-    book = _require(model, name)
-    config = book.configs[name]
+    ledger = require_ledger(model, _LEDGER, _KIND, name)
+    config = ledger.configs[name]
     tensors: dict[str, Tensor] = {}
     fan_in_fan_out = False
-    for path in book.paths[name]:
+    for path in ledger.paths[name]:
         layer = model.get_submodule(path)
         fan_in_fan_out |= layer.fan_in_fan_out
         for part in ("A", "B"):  # peft leaves the adapter name out of saved keys
@@ -468,7 +418,7 @@ def load_lora(model: nn.Module, directory: str | Path, name: Optional[str] = Non
     missing = [p for p in paths if p not in candidates]
     if missing:
         raise ValueError(f"The saved LoRA adapts layers this model lacks: {missing[:4]}; "
-                         f"this model has {_suffix_names(sorted(candidates))}")
+                         f"this model has {suffix_names(sorted(candidates))}")
     config = LoRAConfig(meta["r"], meta["lora_alpha"], meta.get("lora_dropout", 0.0),
                         meta.get("use_rslora", False), meta.get("target_modules") or [])
     name = name or "default"

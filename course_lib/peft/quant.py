@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .freezing import DEFAULT_HEAD_PATTERNS
+from .spine import match_targets, set_submodule
 
 CODE_BOOKS = ("nf4", "int4")
 NF4_OFFSET = 1 - 0.5 * (1 / (2 * 15) + 1 / (2 * 16))  # 0.9677083...: see the module docstring
@@ -331,11 +331,6 @@ class Linear4bit(nn.Module):
 
 # ----------------------------------------------------------------------------- whole models
 
-def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, child = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def _linear_paths(model: nn.Module) -> list[str]:
     """nn.Linear layers that can be quantized: not LoRA's own A/B, not nn.MultiheadAttention's out_proj."""
     mha = [n for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
@@ -368,8 +363,6 @@ def quantize_model(model: nn.Module, target_modules: str | Iterable[str] | None 
     shares ``tok_embed.weight``) are left in full precision: quantizing a tied weight would
     either break the tie or quantize the embedding too.
     """
-    from .lora import LoRALinear, _suffix_names  # lazy: lora.py imports this module
-
     _check_block_size(block_size)
     _check_block_size(dq_block_size, "dq_block_size", even=False)
     get_code_book(code_book)  # validate everything before changing the model
@@ -378,23 +371,10 @@ def quantize_model(model: nn.Module, target_modules: str | Iterable[str] | None 
                          f"got {compute_dtype!r}")
     skip = [skip] if isinstance(skip, str) else list(skip)
     candidates = _linear_paths(model)
-    hint = f"nn.Linear layers in this model (by suffix): {_suffix_names(candidates)}"
     if not candidates:
         raise ValueError("The model has no nn.Linear layer to quantize (already quantized ones are Linear4bit).")
-    if target_modules is None:
-        chosen = {"all nn.Linear": candidates}
-    elif isinstance(target_modules, str):
-        chosen = {target_modules: [p for p in candidates if re.fullmatch(target_modules, p)]}
-        if not chosen[target_modules]:
-            raise ValueError(f"target_modules regex {target_modules!r} matched no nn.Linear path. {hint}")
-    else:
-        targets = list(target_modules)
-        if not targets:
-            raise ValueError(f"Give at least one target module (or None for all). {hint}")
-        chosen = {t: [p for p in candidates if p == t or p.endswith("." + t)] for t in targets}
-        for t, paths in chosen.items():
-            if not paths:
-                raise ValueError(f"Target {t!r} matched no nn.Linear module. {hint}")
+    chosen = ({"all nn.Linear": candidates} if target_modules is None
+              else match_targets(candidates, target_modules, "nn.Linear"))
     tied = _tied_paths(model, candidates)
     keep = [p for p in candidates if any(p in paths for paths in chosen.values())
             and p not in tied and not _skipped(p, skip)]
@@ -402,13 +382,13 @@ def quantize_model(model: nn.Module, target_modules: str | Iterable[str] | None 
         if target_modules is not None and not any(p in keep for p in paths):
             raise ValueError(f"Target {t!r} only matched skipped layers {paths[:4]} (tied weights: "
                              f"{sorted(tied & set(paths))}; skip patterns {skip}); pass skip=() to quantize heads.")
-    for p in keep:
+    for p in keep:  # a wrapper (LoRALinear) that merged its updates into this weight would lose them
         parent = model.get_submodule(p.rpartition(".")[0]) if "." in p else None
-        if isinstance(parent, LoRALinear) and parent.merged:
+        if getattr(parent, "merged", None):
             raise ValueError(f"{p!r} holds merged LoRA adapters {parent.merged}: unmerge_lora before quantizing.")
     for p in keep:
         linear = model.get_submodule(p)
-        _set_module(model, p, Linear4bit.from_linear(linear, code_book, block_size, double_quant,
+        set_submodule(model, p, Linear4bit.from_linear(linear, code_book, block_size, double_quant,
                                                      compute_dtype, dq_block_size).train(linear.training))
     return keep
 
@@ -426,7 +406,7 @@ def dequantize_model(model: nn.Module) -> list[str]:
         if q.bias is not None:
             linear.bias.copy_(q.bias)
             linear.bias.requires_grad_(q.bias.requires_grad)
-        _set_module(model, path, linear.train(q.training))
+        set_submodule(model, path, linear.train(q.training))
     return paths
 
 
@@ -455,27 +435,3 @@ def cast_model_bytes(model: nn.Module, dtype: torch.dtype) -> int:
     if not dtype.is_floating_point:
         raise ValueError(f"cast_model_bytes needs a floating dtype (torch.float16, torch.bfloat16, ...), got {dtype}")
     return sum(p.detach().to(dtype).nbytes if p.is_floating_point() else p.nbytes for p in _unique_params(model))
-
-
-# ----------------------------------------------------------------------------- QLoRA
-
-def prepare_qlora(model: nn.Module, lora_targets: str | Iterable[str] = ("q_proj", "v_proj"), r: int = 8,
-                  alpha: float = 16, name: str = "default", dropout: float = 0.0,
-                  head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS, **quant_kwargs) -> dict[str, list[str]]:
-    """QLoRA: quantize_model(**quant_kwargs), add LoRA ``name`` on lora_targets, train_lora; return what changed.
-
-    The result has the quantized paths ("quantized"), the LoRA paths ("lora") and the trainable
-    parameter names ("trainable"). Pass ``head_patterns=()`` for models without a new task head.
-    """
-    from .lora import LoRALinear, _features, add_lora, find_targets, train_lora
-
-    lora_targets = lora_targets if isinstance(lora_targets, str) else list(lora_targets)
-    for path in find_targets(model, lora_targets):  # check LoRA's arguments before quantizing anything
-        layer = model.get_submodule(path)
-        limit = min(_features(layer.base_layer if isinstance(layer, LoRALinear) else layer))
-        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= limit:
-            raise ValueError(f"LoRA rank r must be an integer with 1 <= r <= {limit} (at {path!r}), got r={r!r}")
-    quantized = quantize_model(model, **quant_kwargs)
-    lora = add_lora(model, name, lora_targets, r=r, alpha=alpha, dropout=dropout)
-    trainable = train_lora(model, name, head_patterns)
-    return {"quantized": quantized, "lora": lora, "trainable": trainable}
