@@ -4,7 +4,8 @@
 #
 #   bash course.sh lab       set up, then open JupyterLab on notebooks/
 #   bash course.sh run       set up, then execute every notebook headlessly (active profile) into build/executed/
-#   bash course.sh test      set up, then run the unit tests and every notebook with nbval (ci profile, offline)
+#   bash course.sh test      set up, check the library's architecture (lint-imports), then run the unit tests and
+#                            every notebook with nbval (ci profile, offline)
 #   bash course.sh refresh   maintainers: re-execute the committed notebooks in place (cpu profile)
 #   bash course.sh slides    set up, then build the instructor decks into build/slides/ (--check: open each in
 #                            headless Chromium; see slides/README.md)
@@ -67,6 +68,8 @@ case "$cmd" in
         export COURSE_PROFILE=ci HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
         # The ci models are tiny: one thread is as fast as two and far steadier on a busy or shared runner.
         export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+        echo ">> checking the library's layering (import-linter contracts in pyproject.toml)"
+        lint-imports
         exec python -m pytest tests notebooks --nbval-lax --durations=20 "${@:2}" ;;
     refresh)
         setup

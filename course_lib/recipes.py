@@ -88,10 +88,15 @@ def prefix_tuning(n_prefix: int, reparametrize: bool = True, **options: Any) -> 
     return prepare
 
 
-def adapter_fusion(sources: str | Path, name: str = "fusion") -> Prepare:
-    """Load every saved adapter under ``sources`` (frozen), fuse them; the fusion layers (+ the head) train."""
+def adapter_fusion(sources: str | Path, adapters: Optional[Iterable[str]] = None, name: str = "fusion") -> Prepare:
+    """Load saved adapters from ``sources/<name>`` (all, sorted, or ``adapters`` in order) and fuse them.
+
+    The adapters stay frozen; the fusion layers (+ the head) train.
+    """
     def prepare(model: nn.Module) -> nn.Module:
-        folders = sorted(p for p in Path(sources).iterdir() if p.is_dir()) if Path(sources).is_dir() else []
+        root = Path(sources)
+        folders = ([root / a for a in adapters] if adapters is not None
+                   else sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
         if not folders:
             raise ValueError(f"AdapterFusion needs trained source adapters in {sources}: see train_source_adapters")
         names = [load_adapter(model, path) for path in folders]

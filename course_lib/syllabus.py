@@ -34,12 +34,14 @@ SYLLABUS: tuple[Lesson, ...] = (
            ("plots",)),
     Lesson(7, "07_prompt_prefix.ipynb", "Prompt tuning and prefix tuning: hard vs soft prompts",
            ("001", "002", "004"), ("peft.prompt_tuning", "peft.prefix_tuning")),
-    Lesson(8, "08_qlora.ipynb", "QLoRA: NF4 from scratch, LoRA on a 4-bit base", ("001", "003"), ("peft.quant", "peft.qlora")),
+    Lesson(8, "08_qlora.ipynb", "QLoRA: NF4 from scratch, LoRA on a 4-bit base", ("001", "003"),
+           ("peft.quant", "peft.qlora")),
     Lesson(9, "09_alpaca.ipynb", "Alpaca instruction tuning: template, EOS, padding vs packing, masked loss",
            ("004", "002"), ("instruct", "hub")),
     Lesson(10, "10_p_transformer.ipynb", "P-Transformer exercise: base vs P vs P + teacher forcing, BLEU-4",
            ("001",), ("translation",)),
-    Lesson(11, "11_capstone.ipynb", "Capstone: every method on one task; when to use which", ("all",), ()),
+    Lesson(11, "11_capstone.ipynb", "Capstone: every method on one task; when to use which", ("all",),
+           ("compare", "recipes")),
 )
 
 

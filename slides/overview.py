@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
 
+from course_lib.syllabus import SYLLABUS, Lesson  # course_lib imports lazily: no torch needed here
 
-def load_syllabus():
-    """course_lib/syllabus.py loaded on its own, so building slides does not import torch."""
-    path = Path(__file__).resolve().parents[1] / "course_lib" / "syllabus.py"
-    spec = importlib.util.spec_from_file_location("course_syllabus", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
-
-
-_syllabus = load_syllabus()
-SYLLABUS, Lesson = _syllabus.SYLLABUS, _syllabus.Lesson
 
 TITLE = """# PEFT from scratch
 

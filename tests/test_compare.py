@@ -121,3 +121,40 @@ def test_markdown_table_has_a_row_per_method_and_rejects_unknown_columns():
     assert lines[2] == "| full FT | full | 1,000 | 0.900 ± 0.010 |"
     with pytest.raises(ValueError, match="not in the table"):
         markdown_table(table, columns=("latency ms",))
+
+
+def test_run_finetune_is_the_one_run_helper(tiny_base, tiny_splits, tiny_profile, monkeypatch):
+    import sys
+
+    from course_lib import recipes
+    from course_lib.finetune import run_finetune
+    from course_lib.peft import PromptTuningModel
+
+    configs = []
+    module = sys.modules["course_lib.finetune"]
+    real = module.train
+    monkeypatch.setattr(module, "train", lambda model, data, collate, config, **kw: configs.append(config)
+                        or real(model, data, collate, config, **kw))
+    full = run_finetune(tiny_base, tiny_splits, tiny_profile, name="full", show_progress=False)
+    assert full.trainable_params == full.total_params and configs[-1].lr == tiny_profile.finetune_lr
+    lora = run_finetune(tiny_base, tiny_splits, tiny_profile, recipes.lora(["q_proj"], r=2), name="lora",
+                        lr=tiny_profile.peft_lr, steps=2, seed=3, show_progress=False)
+    assert (configs[-1].lr, configs[-1].steps, configs[-1].seed) == (tiny_profile.peft_lr, 2, 3)
+    assert configs[-1].precision == tiny_profile.precision and lora.trainable_params < lora.total_params
+    prompt = run_finetune(tiny_base, tiny_splits, tiny_profile, recipes.prompt_tuning(2), name="prompt",
+                          show_progress=False)
+    assert isinstance(prompt.model, PromptTuningModel)  # the wrapper a recipe returns is what trains
+    with pytest.raises(ValueError, match="left no trainable parameter"):
+        run_finetune(tiny_base, tiny_splits, tiny_profile, lambda m: m.requires_grad_(False), name="frozen")
+
+
+@pytest.mark.parametrize("recipe, marker", [("adapter", ".adapters.task."), ("lora", ".lora_"),
+                                            ("prefix_tuning", "prefix_encoder."), ("qlora", ".lora_")])
+def test_each_recipe_trains_its_method_and_the_head(recipe, marker):
+    from course_lib import recipes
+    from tiny_models import tiny_classifier
+
+    model = getattr(recipes, recipe)(**({"n_prefix": 2} if recipe == "prefix_tuning" else {}))(tiny_classifier())
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(marker in n or n.startswith("classifier.") for n in trainable)
+    assert any(marker in n for n in trainable) and any(n.startswith("classifier.") for n in trainable)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.generate import generate_ids, greedy_generate
+from course_lib.instruct import generate_ids, greedy_generate
 from course_lib.models.outputs import ModelOutput
 
 from tiny_models import tiny_gpt

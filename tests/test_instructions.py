@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from course_lib.data.collate import IGNORE_INDEX
-from course_lib.data.instructions import (ALPACA_TEMPLATE, COMPACT_TEMPLATE, GROUPS, PackingCollator,
-                                          PaddingCollator, add_header_tokens, exact_match, exact_match_by,
-                                          instruction_types, load_alpaca, load_alpaca_hub, load_alpaca_json,
-                                          make_instruction_set, normalize_answer, pack_examples, padding_share,
-                                          tokenize_record, tokenize_records, unknown_token_share, validate_records)
+from course_lib.instruct import (ALPACA_TEMPLATE, COMPACT_TEMPLATE, GROUPS, PackingCollator, PaddingCollator,
+                                 add_header_tokens, exact_match, exact_match_by, instruction_types, load_alpaca,
+                                 load_alpaca_hub, load_alpaca_json, make_instruction_set, normalize_answer,
+                                 pack_examples, padding_share, tokenize_record, tokenize_records, unknown_token_share,
+                                 validate_records)
 
 WITH_INPUT = {"instruction": "Identify the odd one out.", "input": "Twitter, Instagram, Telegram", "output": "Telegram"}
 NO_INPUT = {"instruction": "Name a primary colour.", "input": "", "output": "Blue"}

@@ -56,3 +56,15 @@ def test_seed_everything_is_reproducible():
     assert a[0] == b[0] and torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
     with pytest.raises(ValueError):
         seed_everything(-1)
+
+
+def test_lesson_sizes_live_in_the_profile_and_take_overrides():
+    ci = get_profile("ci")
+    assert ci.translation.steps < PROFILES["cpu"].translation.steps < PROFILES["gpu"].translation.steps
+    assert ci.sft.steps < PROFILES["cpu"].sft.steps < PROFILES["gpu"].sft.steps
+    assert 0 < ci.peft_lr < ci.prompt_lr
+    short = get_profile("cpu", translation={"steps": 10}, sft={"steps": 5}, peft_lr=1e-3)
+    assert (short.translation.steps, short.sft.steps, short.peft_lr) == (10, 5, 1e-3)
+    assert short.translation.d_model == PROFILES["cpu"].translation.d_model  # the other fields are kept
+    with pytest.raises(ValueError, match=r"Unknown profile.translation field\(s\) \['stpes'\]"):
+        get_profile("cpu", translation={"stpes": 10})

@@ -3,10 +3,11 @@ import copy
 import pytest
 import torch
 
-from course_lib.data.instructions import COMPACT_TEMPLATE, PaddingCollator, tokenize_records
+from course_lib.instruct import (COMPACT_TEMPLATE, PaddingCollator, fits, mean_pairwise_cosine, prepare_for_template,
+                                 resize_token_embeddings, response_lengths, run_sft, score_instructions, sft_config,
+                                 token_counts, tokenize_records)
 from course_lib.models import GPT, GPTConfig
-from course_lib.sft import (SFT_SIZES, fits, mean_pairwise_cosine, prepare_for_template, resize_token_embeddings,
-                            response_lengths, run_sft, score_instructions, sft_profile_sizes, token_counts)
+from course_lib.profiles import PROFILES, get_profile
 from course_lib.train import TrainConfig
 
 from tiny_models import tiny_gpt
@@ -92,8 +93,27 @@ def test_score_instructions_checks_prompt_count(small_tokenizer):
         score_instructions(tiny_gpt(), small_tokenizer, RECORDS, prompts=["a"])
 
 
-def test_profile_sizes():
-    assert set(SFT_SIZES) == {"ci", "cpu", "gpu"}
-    assert sft_profile_sizes("ci").steps < sft_profile_sizes("cpu").steps < sft_profile_sizes("gpu").steps
-    with pytest.raises(ValueError, match="allowed"):
-        sft_profile_sizes("tpu")
+def test_profile_sizes_grow_and_override():
+    sizes = [PROFILES[name].sft for name in ("ci", "cpu", "gpu")]
+    assert sizes[0].steps < sizes[1].steps < sizes[2].steps
+    assert get_profile("cpu", sft={"steps": 10}).sft.steps == 10
+
+
+def test_sft_config_carries_the_profile_recipe_and_precision():
+    gpu = get_profile("gpu", sft={"steps": 50, "batch_size": 8})
+    config = sft_config(gpu, lr=2e-3)
+    assert (config.steps, config.batch_size, config.lr, config.eval_every) == (50, 8, 2e-3, 5)
+    assert config.precision == "bf16" == gpu.precision  # bf16 reaches instruction tuning in the gpu profile
+    assert sft_config(get_profile("ci"), lr=1e-3).precision == "fp32"
+    short = sft_config(gpu, lr=1e-3, seed=3, steps=7, warmup_ratio=0.1, batch_size=2)
+    assert (short.steps, short.eval_every, short.warmup_ratio, short.batch_size, short.seed) == (7, 1, 0.1, 2, 3)
+    assert sft_config(gpu, lr=1e-3, steps=30, eval_every=3).eval_every == 3
+
+
+def test_run_sft_trains_under_the_gpu_profiles_bf16_config(small_tokenizer):
+    model, tok = prepare_for_template(gpt_for(small_tokenizer), small_tokenizer)
+    config = sft_config(get_profile("gpu", sft={"steps": 2, "batch_size": 3}), lr=1e-3)
+    result = run_sft(model, tok, tokenize_records(RECORDS, tok, COMPACT_TEMPLATE), RECORDS, config,
+                     max_new_tokens=2, device=torch.device("cpu"), show_progress=False)
+    assert config.precision == "bf16" and len(result.scores.predictions) == 3
+    assert torch.isfinite(torch.tensor(result.history.last("train_loss")))

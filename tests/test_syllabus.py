@@ -33,5 +33,24 @@ def test_package_exports_and_environment_report():
     report = course_lib.environment_report()
     assert set(report) == {"python", "torch", "transformers", "datasets", "course_lib", "device", "profile"}
     assert report["profile"] == course_lib.get_profile().name
-    for name in ("load_pretrained", "load_task", "train", "count_parameters", "finetune_classifier", "GPT"):
-        assert hasattr(course_lib, name)
+    for name in course_lib.__all__:
+        assert getattr(course_lib, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        course_lib.nope
+
+
+def test_importing_the_syllabus_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, course_lib.syllabus; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_every_library_module_a_lesson_names_exists():
+    import importlib
+
+    for item in SYLLABUS:
+        for module in item.builds:
+            importlib.import_module(f"course_lib.{module}")

@@ -1,4 +1,4 @@
-"""The synthetic English -> Tarvi translation pair, its tokenizers, collator, sizes and the Multi30k loader."""
+"""The synthetic English -> Tarvi translation pair, its tokenizers, collator, model config and the Multi30k loader."""
 
 import json
 import random
@@ -6,11 +6,12 @@ import random
 import pytest
 import torch
 
-from course_lib.data import (TranslationCollator, load_multi30k, load_translation, make_translation_pairs,
-                             train_translation_tokenizers, translation_profile_sizes)
-from course_lib.data.translation import (AGREEMENT, ANIMATE_NOUNS, DETERMINERS, TARVI, TRANSLATION_SIZES, Clause,
-                                         NounPhrase, Sentence, render_source, render_target, sample_sentence,
-                                         translation_model_config)
+import course_lib.translation
+from course_lib.profiles import get_profile
+from course_lib.translation import (TARVI, Clause, NounPhrase, Sentence, TranslationCollator, load_multi30k,
+                                    load_translation, make_translation_pairs, render_source, render_target,
+                                    sample_sentence, train_translation_tokenizers, translation_model_config)
+from course_lib.translation.lexicon import AGREEMENT, ANIMATE_NOUNS, DETERMINERS
 
 
 @pytest.fixture(scope="module")
@@ -136,15 +137,21 @@ def test_collator_truncates_to_max_len(tokenizers):
 
 
 def test_profile_sizes_and_model_config(tokenizers):
-    assert translation_profile_sizes("ci") is TRANSLATION_SIZES["ci"]
-    assert translation_profile_sizes().name == "ci"  # conftest sets COURSE_PROFILE=ci
-    with pytest.raises(ValueError, match="allowed"):
-        translation_profile_sizes("tpu")
-    sizes = translation_profile_sizes("cpu")
+    sizes = get_profile("cpu").translation
     assert sizes.n_test >= 500 and sizes.train_kwargs()["steps"] == sizes.steps
-    config = translation_model_config(translation_profile_sizes("ci"), *tokenizers, architecture="p")
+    ci = get_profile("ci").translation
+    config = translation_model_config(ci, *tokenizers, architecture="p")
     assert config.src_vocab_size == len(tokenizers[0]) and config.tgt_vocab_size == len(tokenizers[1])
     assert (config.pad_token_id, config.bos_token_id, config.eos_token_id, config.architecture) == (0, 2, 3, "p")
+    assert (config.d_model, config.n_layers, config.max_len) == (ci.d_model, ci.n_layers, ci.max_len)
+    small = get_profile("ci", translation={"d_model": 16, "n_heads": 2}).translation
+    assert translation_model_config(small, *tokenizers).d_model == 16  # the sizes passed in, not the active profile
+    assert translation_model_config(ci, *tokenizers, d_model=8).d_model == 8  # keyword overrides win
+
+
+def test_package_exports_every_public_name():
+    missing = [name for name in course_lib.translation.__all__ if not hasattr(course_lib.translation, name)]
+    assert not missing and len(set(course_lib.translation.__all__)) == len(course_lib.translation.__all__)
 
 
 def test_multi30k_loader_on_local_files(tmp_path):

@@ -12,9 +12,9 @@ from .encoder import (
     MLMHead,
 )
 from .common import init_weights
+from .decoding import greedy_extend
 from .gpt import GPT, GPTBlock, GPTConfig
 from .outputs import ModelOutput
-from .seq2seq import MultiHeadCrossAttention, Seq2SeqConfig, Seq2SeqTransformer
 
 __all__ = [
     "ModelOutput",
@@ -32,7 +32,5 @@ __all__ = [
     "ClassificationHead",
     "EncoderForSequenceClassification",
     "init_weights",
-    "MultiHeadCrossAttention",
-    "Seq2SeqConfig",
-    "Seq2SeqTransformer",
+    "greedy_extend",
 ]

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from .attention import FeedForward, MultiHeadSelfAttention
 from .common import BackboneConfig, init_weights
+from .decoding import greedy_extend
 from .outputs import ModelOutput
 
 
@@ -105,32 +106,8 @@ class GPT(nn.Module):
                  top_k: Optional[int] = None, eos_token_id: Optional[int] = None,
                  generator: Optional[torch.Generator] = None) -> Tensor:
         """Append up to ``max_new_tokens`` tokens; temperature 0 means greedy decoding."""
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be None or an integer >= 1, got {top_k}")
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
-        finished = torch.zeros(input_ids.size(0), dtype=torch.bool, device=input_ids.device)
-
-        for _ in range(max_new_tokens):
-            context = input_ids[:, -self.config.max_len:]  # the model only knows max_len positions
-            logits = self(context).logits[:, -1, :]  # [B, V]: only the last position matters
-            if temperature == 0.0:
-                next_token = logits.argmax(dim=-1)
-            else:
-                logits = logits / temperature
-                if top_k is not None:  # keep the k largest logits, drop the rest
-                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                probs = F.softmax(logits, dim=-1)
-                next_token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-            if eos is not None:
-                # Rows that already finished keep emitting padding.
-                next_token = torch.where(finished, torch.full_like(next_token, self.config.pad_token_id), next_token)
-                finished = finished | (next_token == eos)
-            input_ids = torch.cat([input_ids, next_token[:, None]], dim=1)
-            if eos is not None and bool(finished.all()):
-                break
-        return input_ids
+        return greedy_extend(lambda context: self(context).logits[:, -1, :], input_ids, max_new_tokens,
+                             eos_token_id=eos, pad_token_id=self.config.pad_token_id,
+                             context_limit=self.config.max_len,  # the model only knows max_len positions
+                             temperature=temperature, top_k=top_k, generator=generator)

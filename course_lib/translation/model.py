@@ -1,4 +1,4 @@
-"""An encoder-decoder Transformer for translation, and the interleaved "P-Transformer".
+"""The encoder-decoder Transformer for translation, the interleaved "P-Transformer", and greedy decoding.
 
 Three variants share exactly the same modules (so the same parameter count):
 
@@ -23,6 +23,10 @@ to (the last encoder layer's output for base, encoder layer i's for P), so the
 three variants still have identical modules. Token embeddings use the course's
 N(0, 0.02) init and are multiplied by sqrt(d) like the tutorial's, plus sinusoidal
 positions (in our runs this learned faster than unit-scale N(0, 1/d) * sqrt(d) embeddings).
+
+``greedy_decode`` encodes the source once, then runs the course's shared decoding loop
+(:func:`course_lib.models.decoding.greedy_extend`) with a next-token function that re-runs
+the decoder over the target prefix.
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import FeedForward, MultiHeadSelfAttention
-from .common import ConfigMixin, init_weights
-from .outputs import ModelOutput
+from ..models.attention import FeedForward, MultiHeadSelfAttention
+from ..models.common import ConfigMixin, init_weights
+from ..models.decoding import greedy_extend
+from ..models.outputs import ModelOutput
 
 ARCHITECTURES = ("base", "p")
 
@@ -159,6 +164,7 @@ class Seq2SeqEncoderLayer(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, src_mask: Optional[Tensor] = None) -> Tensor:
+        """[B, S, d] -> [B, S, d]; ``src_mask`` [B, S]: 1 = real token, 0 = padding."""
         x = x + self.drop(self.self_attn(self.self_attn_norm(x), src_mask))
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
@@ -179,6 +185,7 @@ class Seq2SeqDecoderLayer(nn.Module):
 
     def forward(self, x: Tensor, memory: Tensor, src_mask: Optional[Tensor] = None,
                 tgt_mask: Optional[Tensor] = None) -> Tensor:
+        """[B, T, d] -> [B, T, d], reading ``memory`` [B, S, d] (one encoder layer's output)."""
         x = x + self.drop(self.self_attn(self.self_attn_norm(x), tgt_mask))
         x = x + self.drop(self.cross_attn(self.cross_attn_norm(x), self.memory_norm(memory), src_mask))
         return x + self.drop(self.mlp(self.mlp_norm(x)))
@@ -266,19 +273,15 @@ class Seq2SeqTransformer(nn.Module):
         if src_mask is None:
             src_mask = (src_ids != cfg.pad_token_id).long()
         states = self.encode(src_ids, src_mask)  # the source is encoded once
-        B = src_ids.size(0)
-        ys = torch.full((B, 1), cfg.bos_token_id, dtype=torch.long, device=src_ids.device)
-        finished = torch.zeros(B, dtype=torch.bool, device=src_ids.device)
-        for _ in range(limit):
+
+        def next_logits(ys: Tensor) -> Tensor:
+            """Logits [B, V] of the token after the prefix ``ys`` [B, T]."""
             # No KV cache: the whole prefix is re-run each step (fine for short sentences).
-            next_token = self.generator(self.decode(ys, states, src_mask)[:, -1]).argmax(-1)
-            next_token = next_token.masked_fill(finished, cfg.pad_token_id)  # finished rows emit padding
-            ys = torch.cat([ys, next_token[:, None]], dim=1)
-            finished |= next_token == cfg.eos_token_id
-            if bool(finished.all()):
-                break
+            return self.generator(self.decode(ys, states, src_mask)[:, -1])
+
+        bos = torch.full((src_ids.size(0), 1), cfg.bos_token_id, dtype=torch.long, device=src_ids.device)
+        # Finished rows emit padding; the loop stops once every row has emitted EOS.
+        ys = greedy_extend(next_logits, bos, limit, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id)
         self.train(was_training)
-        out = []
-        for row in ys[:, 1:].tolist():
-            out.append(row[: row.index(cfg.eos_token_id)] if cfg.eos_token_id in row else row)
-        return out
+        rows = ys[:, 1:].tolist()
+        return [row[: row.index(cfg.eos_token_id)] if cfg.eos_token_id in row else row for row in rows]

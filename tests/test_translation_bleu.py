@@ -4,9 +4,9 @@ import pytest
 import sacrebleu
 import torch
 
-from course_lib.bleu import bleu_report, corpus_bleu, corpus_bleu_100, translate, translate_and_score
-from course_lib.data.translation import TranslationCollator, load_translation, train_translation_tokenizers
-from course_lib.models import Seq2SeqConfig, Seq2SeqTransformer
+from course_lib.translation import (Seq2SeqConfig, Seq2SeqTransformer, TranslationCollator, bleu_report, corpus_bleu,
+                                    corpus_bleu_100, load_translation, train_translation_tokenizers, translate,
+                                    translate_and_score)
 
 
 def test_hand_checked_value():

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.models import ModelOutput, MultiHeadCrossAttention, Seq2SeqConfig, Seq2SeqTransformer
+from course_lib.models import ModelOutput
+from course_lib.translation import MultiHeadCrossAttention, Seq2SeqConfig, Seq2SeqTransformer
 
 SV, TV, PAD, BOS, EOS = 30, 40, 0, 2, 3
 

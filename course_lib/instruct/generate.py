@@ -1,10 +1,12 @@
-"""Greedy generation for the course GPT and Hugging Face causal LMs: max new tokens, stop at EOS.
+"""Greedy generation for the course GPT and Hugging Face causal LMs: max new tokens, stop at EOS (notebook 09).
 
-Prompts of equal length are batched together, so no prompt is ever padded: the
-course GPT's learned positions and a Hugging Face model's rotary positions both see
-exactly the positions the prompt had alone. Hugging Face models reuse their key/value
-cache between steps; the course GPT recomputes its (short) context each step and
-keeps only its last ``max_len`` tokens.
+Both kinds of model run through the course's one decoding loop,
+:func:`course_lib.models.decoding.greedy_extend`; only the step differs. The course
+GPT recomputes its (short) context each step and keeps only its last ``max_len``
+tokens; a Hugging Face model feeds the prompt once and then one token per step,
+reusing its key/value cache. Prompts of equal length are batched together, so no
+prompt is ever padded: learned and rotary positions both see exactly the positions
+the prompt had alone.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from collections import defaultdict
 from typing import Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..models.decoding import NextLogits, greedy_extend
 
-def _is_hf(model: nn.Module) -> bool:
-    """True for a transformers PreTrainedModel (uses the KV cache), False for the course's models."""
+
+def is_hf_model(model: nn.Module) -> bool:
+    """True for a transformers PreTrainedModel (or a wrapper around one, e.g. a PeftModel)."""
     try:
         from transformers import PreTrainedModel
     except ImportError:  # pragma: no cover - transformers is a course dependency
@@ -26,9 +30,27 @@ def _is_hf(model: nn.Module) -> bool:
     return isinstance(model, PreTrainedModel) or isinstance(getattr(model, "base_model", None), PreTrainedModel)
 
 
-def _context_limit(model: nn.Module) -> int | None:
-    """The course GPT's ``config.max_len`` (positions it knows), None for models without one."""
-    return getattr(getattr(model, "config", None), "max_len", None)
+def next_token_logits(model: nn.Module, use_cache: bool = False) -> NextLogits:
+    """The decoding step for ``model``: ids [B, T] -> next-token logits [B, V] (with a KV cache when asked)."""
+    if not use_cache:
+        return lambda context: model(input_ids=context).logits[:, -1, :]
+    past = None
+
+    def step(context: Tensor) -> Tensor:
+        nonlocal past  # the cache holds every position but the newest, so feed only that one
+        out = model(input_ids=context if past is None else context[:, -1:], past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        return out.logits[:, -1, :]
+
+    return step
+
+
+def _same_length_chunks(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Indices of the prompts, grouped by prompt length, in chunks of at most ``batch_size``."""
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(prompts):
+        by_length[len(p)].append(i)
+    return [idx[s:s + batch_size] for idx in by_length.values() for s in range(0, len(idx), batch_size)]
 
 
 @torch.no_grad()
@@ -49,35 +71,18 @@ def generate_ids(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tok
         if not p:
             raise ValueError(f"prompt {i} is empty; give at least one token (e.g. a BOS or the template's first token).")
     device = device or next(model.parameters()).device
+    hf = is_hf_model(model)
+    limit = None if hf else getattr(getattr(model, "config", None), "max_len", None)  # the course GPT's positions
     was_training = model.training
     model.eval()
-    hf, limit = _is_hf(model), _context_limit(model)
-    by_length: dict[int, list[int]] = defaultdict(list)
-    for i, p in enumerate(prompts):
-        by_length[len(p)].append(i)
-    chunks = [idx[s:s + batch_size] for idx in by_length.values() for s in range(0, len(idx), batch_size)]
     results: list[list[int]] = [[] for _ in prompts]
+    chunks = _same_length_chunks(prompts, batch_size)
     for chunk in tqdm(chunks, desc="generate", disable=not show_progress, leave=False):
         ids = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
-        new = torch.empty(len(chunk), 0, dtype=torch.long, device=device)
-        done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
-        past, step_input = None, ids
-        for _ in range(max_new_tokens):
-            if hf:
-                out = model(input_ids=step_input, past_key_values=past, use_cache=True)
-                past = out.past_key_values
-            else:
-                context = torch.cat([ids, new], dim=1)
-                out = model(input_ids=context[:, -limit:] if limit else context)
-            next_token = out.logits[:, -1, :].argmax(dim=-1)
-            new = torch.cat([new, next_token[:, None]], dim=1)
-            step_input = next_token[:, None]
-            if eos_token_id is not None:
-                done = done | (next_token == eos_token_id)
-                if bool(done.all()):
-                    break
+        out = greedy_extend(next_token_logits(model, use_cache=hf), ids, max_new_tokens,
+                            eos_token_id=eos_token_id, context_limit=limit)
         for row, i in enumerate(chunk):
-            tokens = new[row].tolist()
+            tokens = out[row, ids.size(1):].tolist()
             if eos_token_id is not None and eos_token_id in tokens:
                 tokens = tokens[:tokens.index(eos_token_id) + 1]
             results[i] = tokens

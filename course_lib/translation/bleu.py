@@ -16,10 +16,13 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from .tokenizers import TranslationCollator
+
 DEFAULT_TOKENIZE = "13a"
 
 
-def _bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str, lowercase: bool):
+def _bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str, lowercase: bool) -> Any:
+    """sacrebleu's BLEUScore object, after checking that the inputs pair up."""
     import sacrebleu
 
     if isinstance(hypotheses, str) or isinstance(references, str):
@@ -57,8 +60,6 @@ def bleu_report(hypotheses: Sequence[str], references: Sequence[str], tokenize: 
 def translate(model: Any, sources: Sequence[str], src_tokenizer: Any, tgt_tokenizer: Any, batch_size: int = 64,
               max_len: Optional[int] = None, device: Any = None) -> list[str]:
     """Greedy-decode each source sentence with ``model.greedy_decode`` and detokenise it (results in input order)."""
-    from .data.translation import TranslationCollator
-
     device = torch.device(device) if device is not None else next(model.parameters()).device
     collator = TranslationCollator(src_tokenizer, tgt_tokenizer, max_len=model.config.max_len)
     sources = list(sources)
