@@ -2,7 +2,7 @@
 
 A :class:`Method` says how to turn a fresh classifier into a model ready to train (the same library calls the
 method notebooks use), its learning rate, and optionally how to finish it for deployment (fold the prefix MLP,
-merge LoRA). :func:`compare_methods` trains each one with :func:`~course_lib.finetune.finetune_classifier` and
+merge LoRA). :func:`compare_methods` trains each one with :func:`~course_lib.finetune.run_finetune` and
 measures trainable parameters, checkpoint bytes, peak training memory, time per step, inference latency and
 test accuracy; :func:`comparison_table` turns the runs into one table.
 """
@@ -10,7 +10,6 @@ test accuracy; :func:`comparison_table` turns the runs into one table.
 from __future__ import annotations
 
 import copy
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -151,7 +150,8 @@ def run_method(method: Method, base: PretrainedBase, splits: Any, profile: Profi
     steps = steps or profile.finetune_steps
     with PeakMemory(device) as memory:
         result = run_finetune(base, splits, profile, lambda model: method.prepare(model, sources), name=method.name,
-                              lr=method.lr or profile.peft_lr, steps=steps, seed=seed, device=device, show_progress=show_progress)
+                              lr=method.lr or profile.peft_lr, steps=steps, seed=seed, device=device,
+                              show_progress=show_progress)
     model = result.model
     if method.finish is not None and method.finish_in_place:
         model = method.finish(model)

@@ -295,3 +295,15 @@ def test_helpful_errors():
         add_prefix_tuning(model, 2)
     with pytest.raises(ValueError, match="already has prompt tuning"):
         PromptTuningModel(add_prompt_tuning(tiny_gpt(), 2), 2)
+
+
+@torch.no_grad()
+def test_prompted_generate_equals_a_naive_loop_past_the_context_limit():
+    gpt = add_prompt_tuning(tiny_gpt(), 4).eval()  # 32 positions, 4 of them hold the prompt
+    x = torch.randint(1, 120, (2, 26), generator=torch.Generator().manual_seed(5))
+    expected = x
+    for _ in range(6):  # crosses max_input_len = 28: only the last 28 real tokens fit beside the prompt
+        context = expected[:, -gpt.max_input_len:]
+        next_token = gpt.strip_virtual(gpt(context).logits)[:, -1].argmax(-1)
+        expected = torch.cat([expected, next_token[:, None]], dim=1)
+    assert torch.equal(gpt.generate(x, 6), expected)

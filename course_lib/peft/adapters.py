@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -41,7 +41,7 @@ from ..checkpoints import copy_saved_tensors, load_head_if_saved, read_saved_con
 from ..models.common import config_from_dict
 from .freezing import DEFAULT_HEAD_PATTERNS
 from .spine import (HEAD_FILE, Ledger, as_name_list, drop_ledger_if_empty, get_ledger, layers_of_type,
-                    mark_trainable, require_ledger, save_head, set_submodule)
+                    mark_named_trainable, require_ledger, save_head, set_submodule)
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 INIT_STD = 0.02  # std of the down projection's initial weights
@@ -354,10 +354,8 @@ def delete_adapter(model: nn.Module, name: str) -> None:
 def mark_adapter_trainable(model: nn.Module, name: str,
                            head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
     """Make adapter ``name`` (+ the head; () for none) the only trainable tensors and activate it; return names."""
-    require_ledger(model, _LEDGER, _KIND, name)
-    names = mark_trainable(model, lambda n, _: f".adapters.{name}." in n, f"adapter {name!r}", head_patterns)
-    set_active_adapters(model, name)
-    return names
+    return mark_named_trainable(model, _LEDGER, _KIND, name, lambda n: f".adapters.{name}." in n,
+                                set_active_adapters, head_patterns)
 
 
 def _adapter_parameters(model: nn.Module, name: str) -> dict[str, nn.Parameter]:
@@ -387,7 +385,7 @@ def save_adapter(model: nn.Module, name: str, directory: str | Path, head_patter
 
 
 def load_adapter(model: nn.Module, directory: str | Path, name: Optional[str] = None) -> str:
-    """Add a saved adapter (under its saved name, or ``name``) and load its weights (and head, if saved); not activated."""
+    """Add a saved adapter (under its saved name, or ``name``) with its weights (and head, if saved); not activated."""
     from safetensors.torch import load_file
 
     directory = Path(directory)

@@ -39,8 +39,8 @@ from ..checkpoints import copy_saved_tensors, load_head_if_saved, read_saved_con
 from .adapters import (AdapterConfig, AdapterSite, adapter_ledger, adapter_sites, check_saved_for, list_adapters,
                        model_width)
 from .freezing import DEFAULT_HEAD_PATTERNS
-from .spine import (HEAD_FILE, Ledger, check_adapter_name, drop_ledger_if_empty, get_ledger, mark_trainable,
-                    require_ledger, save_head)
+from .spine import (HEAD_FILE, Ledger, check_adapter_name, drop_ledger_if_empty, get_ledger,
+                    mark_named_trainable, require_ledger, save_head)
 
 QK_INIT_STD = 0.02       # std of the query and key weights at init
 VALUE_NOISE_STD = 1e-3   # the value weight starts as identity + N(0, VALUE_NOISE_STD^2) noise
@@ -169,10 +169,8 @@ def set_active_fusion(model: nn.Module, name: Optional[str]) -> None:
 def mark_fusion_trainable(model: nn.Module, name: str,
                           head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
     """Make fusion ``name`` (+ the head; () for none) the only trainable tensors and activate it; return names."""
-    require_ledger(model, _LEDGER, _KIND, name)
-    names = mark_trainable(model, lambda n, _: f".fusions.{name}." in n, f"fusion {name!r}", head_patterns)
-    set_active_fusion(model, name)
-    return names
+    return mark_named_trainable(model, _LEDGER, _KIND, name, lambda n: f".fusions.{name}." in n, set_active_fusion,
+                                head_patterns)
 
 
 def fusion_attention(model: nn.Module, name: str) -> dict[str, Tensor]:

@@ -40,8 +40,8 @@ from transformers.pytorch_utils import Conv1D
 from ..checkpoints import read_saved_config
 from .freezing import DEFAULT_HEAD_PATTERNS
 from .quant import Linear4bit
-from .spine import (Ledger, as_name_list, drop_ledger_if_empty, get_ledger, layers_of_type, mark_trainable,
-                    require_ledger, set_submodule, suffix_names)
+from .spine import (Ledger, as_name_list, drop_ledger_if_empty, get_ledger, layers_of_type,
+                    mark_named_trainable, require_ledger, set_submodule, suffix_names)
 from .spine import find_targets as _find_paths
 
 PEFT_PREFIX = "base_model.model."  # peft's key prefix: PeftModel.base_model (LoraModel).model
@@ -277,11 +277,9 @@ def set_active_lora(model: nn.Module, names: str | list[str] | None) -> None:
 
 def mark_lora_trainable(model: nn.Module, name: str, head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
     """Make adapter ``name``'s A and B (+ the head; () for none) the only trainable tensors and activate it."""
-    require_ledger(model, _LEDGER, _KIND, name)
-    names = mark_trainable(model, lambda n, _: f".lora_A.{name}." in n or f".lora_B.{name}." in n,
-                           f"LoRA adapter {name!r}", head_patterns)
-    set_active_lora(model, name)
-    return names
+    return mark_named_trainable(model, _LEDGER, _KIND, name,
+                                lambda n: f".lora_A.{name}." in n or f".lora_B.{name}." in n, set_active_lora,
+                                head_patterns)
 
 
 @contextmanager

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import replace
 from typing import Any, Iterable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..models.encoder import Encoder, EncoderForMaskedLM, EncoderForSequenceClassification
+from ..models.decoding import greedy_extend
 from ..models.gpt import GPT
-from ..models.outputs import ModelOutput
 from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all
 from .spine import check_count, unfreeze_head
 
@@ -174,21 +173,15 @@ class PromptTuningModel(nn.Module):
         if self.max_input_len < 1:
             raise ValueError(f"No room left for tokens: {self.n_virtual_tokens} virtual tokens fill "
                              f"max_len={self.max_len}")
-        return GPT.generate(_PromptedGPT(self), input_ids, max_new_tokens, temperature, top_k, eos_token_id, generator)
+        config = self.model.config
+        eos = eos_token_id if eos_token_id is not None else config.eos_token_id
+        return greedy_extend(lambda context: self.strip_virtual(self(context).logits)[:, -1, :], input_ids,
+                             max_new_tokens, eos_token_id=eos, pad_token_id=config.pad_token_id,
+                             context_limit=self.max_input_len,  # n of the model's positions hold the prompt
+                             temperature=temperature, top_k=top_k, generator=generator)
 
     def extra_repr(self) -> str:
         return f"n_virtual_tokens={self.n_virtual_tokens}, d={self.prompt.size(1)}, init={self.init!r}"
-
-
-class _PromptedGPT:
-    """What GPT.generate needs (``config`` and a call returning logits), with the context shortened by n."""
-
-    def __init__(self, wrapper: PromptTuningModel) -> None:
-        self.wrapper = wrapper
-        self.config = replace(wrapper.config, max_len=wrapper.max_input_len)  # GPT.generate crops to max_len
-
-    def __call__(self, input_ids: Tensor) -> ModelOutput:
-        return ModelOutput(loss=None, logits=self.wrapper.strip_virtual(self.wrapper(input_ids).logits))
 
 
 def _text_token_ids(tokenizer: Any, text: str) -> list[int]:

@@ -45,6 +45,7 @@ the fly in ``forward``. LoRA (:mod:`course_lib.peft.lora`) then wraps those laye
 B (kept in the compute dtype, fp32 here) are trained, gradients flow *through* the frozen
 4-bit weight. A LoRA cannot be merged into a 4-bit weight (re-quantizing would wash the
 update out): :func:`dequantize_model` first, or keep the adapter unmerged.
+:func:`~course_lib.peft.qlora.prepare_qlora` does both steps (this module knows nothing of LoRA).
 
 The code book (16 floats) is a constant of the method, like in bitsandbytes: each layer keeps
 a non-persistent copy for its device, and it is not counted in the byte figures.

@@ -199,6 +199,17 @@ def mark_trainable(model: nn.Module, predicate: Callable[[str, nn.Parameter], bo
     return names
 
 
+def mark_named_trainable(model: nn.Module, ledger_attr: str, kind: str, name: str,
+                         owns: Callable[[str], bool], activate: Callable[[nn.Module, str], None],
+                         head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
+    """The lifecycle step every named method shares: check ``name``, train only its tensors (``owns(param name)``)
+    and the head, then make it the active one. Returns the trainable names."""
+    require_ledger(model, ledger_attr, kind, name)
+    names = mark_trainable(model, lambda n, _: owns(n), f"{kind} {name!r}", head_patterns)
+    activate(model, name)
+    return names
+
+
 def head_tensors(model: nn.Module, head_patterns: Iterable[str]) -> dict[str, Tensor]:
     """CPU copies of the parameters whose names match any of ``head_patterns`` (each must match something)."""
     head_patterns = list(head_patterns)
