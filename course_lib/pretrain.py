@@ -1,7 +1,7 @@
 """Pretrained bases the course trains itself, cached so later notebooks start in seconds.
 
-``load_pretrained("gpt")`` or ``load_pretrained("encoder")`` returns a model
-pretrained on the synthetic corpus for the active profile: next-token
+``load_pretrained("gpt", profile)`` or ``load_pretrained("encoder", profile)`` returns a model
+pretrained on the synthetic corpus for that profile's sizes: next-token
 prediction for the GPT, masked LM for the encoder. The first call trains it
 (deterministically) and saves weights, config, tokenizer and loss history under
 ``$COURSE_CACHE``; every later call just loads them.
@@ -59,9 +59,8 @@ def corpus_splits(profile: Profile) -> tuple[list[str], list[str]]:
     return corpus[n_val:], corpus[:n_val]
 
 
-def course_tokenizer(profile: Profile | None = None):
+def course_tokenizer(profile: Profile):
     """The BPE tokenizer trained on the profile's corpus (trained once, then cached)."""
-    profile = profile or get_profile()
     path = cache_dir() / f"tokenizer-{profile.name}-{_key(profile.corpus_sentences, profile.vocab_size)}"
     if (path / "tokenizer.json").is_file():
         return load_tokenizer(path)
@@ -112,9 +111,10 @@ class PretrainedBase:
     from_cache: bool
 
 
-def load_pretrained(name: str, profile: Profile | str | None = None, force: bool = False,
+def load_pretrained(name: str, profile: Profile | str, force: bool = False,
                     device: torch.device | None = None, show_progress: bool = True) -> PretrainedBase:
-    """Return the pretrained base ``name`` ('gpt' or 'encoder'), training and caching it on first use."""
+    """Return the pretrained base ``name`` ('gpt' or 'encoder') of a profile (or profile name), training and caching
+    it on first use."""
     _check_name(name)
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     tokenizer = course_tokenizer(profile)
@@ -146,7 +146,7 @@ def load_pretrained(name: str, profile: Profile | str | None = None, force: bool
     return PretrainedBase(name, model, tokenizer, history, path, from_cache=False)
 
 
-def pretraining_loss(base: PretrainedBase, encoder: nn.Module | None = None, profile: Profile | None = None,
+def pretraining_loss(base: PretrainedBase, encoder: nn.Module | None = None, *, profile: Profile,
                      device: torch.device | None = None) -> float:
     """The base's pretraining loss (MLM or next-token) on the held-out corpus, optionally with another encoder.
 
@@ -154,7 +154,6 @@ def pretraining_loss(base: PretrainedBase, encoder: nn.Module | None = None, pro
     original MLM head predicts masked words once the encoder has moved. Masks are
     seeded, so before/after numbers compare the same corrupted sentences.
     """
-    profile = profile or get_profile()
     model = copy.deepcopy(base.model)
     if encoder is not None:
         if base.name != "encoder":
@@ -168,13 +167,15 @@ def pretraining_loss(base: PretrainedBase, encoder: nn.Module | None = None, pro
 
 def encoder_classifier(num_labels: int, base: PretrainedBase | None = None, profile: Profile | None = None,
                        seed: int = 0) -> EncoderForSequenceClassification:
-    """A sequence classifier on a copy of the pretrained encoder, or randomly initialised if base is None."""
+    """A sequence classifier on a copy of the pretrained encoder, or randomly initialised (the profile's shape)."""
     torch.manual_seed(seed)  # the new head (and a random encoder) start the same way every time
     if base is not None:
         if base.name != "encoder":
             raise ValueError(f"encoder_classifier needs the 'encoder' base, got {base.name!r}.")
         encoder = copy.deepcopy(base.model.encoder)
         return EncoderForSequenceClassification(encoder.config, num_labels, encoder=encoder)
-    profile = profile or get_profile()
+    if profile is None:
+        raise ValueError("A randomly initialised classifier (base=None) needs profile=... for its shape and "
+                         "tokenizer; pass a pretrained base to start from pretrained weights.")
     config = model_config("encoder", profile, course_tokenizer(profile))
     return EncoderForSequenceClassification(config, num_labels)

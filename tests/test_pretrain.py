@@ -66,6 +66,8 @@ def test_classifier_copies_the_pretrained_encoder(tiny):
     assert not torch.equal(rand.encoder.embeddings.tok_embed.weight, w)
     with pytest.raises(ValueError, match="'encoder' base"):
         encoder_classifier(2, load_pretrained("gpt", tiny, show_progress=False))
+    with pytest.raises(ValueError, match="needs profile="):  # no silent read of $COURSE_PROFILE deep inside
+        encoder_classifier(2, None)
 
 
 def test_finetune_reports_a_row(tiny):
