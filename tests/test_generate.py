@@ -83,3 +83,15 @@ def test_greedy_generate_decodes_without_special_tokens(small_tokenizer):
             return ModelOutput(loss=None, logits=logits)
 
     assert greedy_generate(Says(), tok, ["tom said"], max_new_tokens=10) == ["soup"]
+
+
+def test_the_kv_cache_argument_is_the_one_this_transformers_takes():
+    import inspect
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from course_lib.instruct.generate import cache_argument
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    assert cache_argument(model) in inspect.signature(model.forward).parameters

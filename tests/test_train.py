@@ -190,3 +190,16 @@ def test_endless_batches_starts_a_new_epoch_and_rejects_empty_data():
     assert [next(batches).tolist() for _ in range(4)] == [[0, 1], [2, 3], [4], [0, 1]]
     with pytest.raises(ValueError, match="no batches"):
         next(endless_batches(DataLoader([], batch_size=2)))
+
+
+def test_bf16_falls_back_to_fp32_with_a_warning_on_a_gpu_without_bf16(monkeypatch):
+    import contextlib
+
+    from course_lib.train import mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "an old GPU")
+    with pytest.warns(UserWarning, match="an old GPU has no bf16 support: training in fp32"):
+        context = mixed_precision(torch.device("cuda"), "bf16")
+    assert isinstance(context, contextlib.nullcontext)
+    assert isinstance(mixed_precision(torch.device("cuda"), "fp32"), contextlib.nullcontext)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -10,7 +11,11 @@ from typing import Iterator
 
 @contextmanager
 def quiet_loading() -> Iterator[None]:
-    """Silence transformers' load report and progress bar (a fresh head is expected to be missing)."""
+    """Silence transformers' load report, progress bar and FutureWarnings while a model (or adapter) loads.
+
+    A fresh task head is expected to be missing, and loaders such as ``peft.PeftModel.from_pretrained`` call
+    transformers APIs that a newer transformers has deprecated; neither is the learner's concern.
+    """
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
@@ -18,7 +23,9 @@ def quiet_loading() -> Iterator[None]:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
     finally:
         hf_logging.set_verbosity(level)
         if bars:

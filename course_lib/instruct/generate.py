@@ -11,6 +11,7 @@ the prompt had alone.
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from typing import Sequence
 
@@ -30,16 +31,23 @@ def is_hf_model(model: nn.Module) -> bool:
     return isinstance(model, PreTrainedModel) or isinstance(getattr(model, "base_model", None), PreTrainedModel)
 
 
+def cache_argument(model: nn.Module) -> str:
+    """The name of a Hugging Face model's key/value-cache argument (and output field): "cache" from transformers
+    5.24 on, "past_key_values" before (the old name still works there, with a deprecation warning)."""
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model  # a PeftModel
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 def next_token_logits(model: nn.Module, use_cache: bool = False) -> NextLogits:
     """The decoding step for ``model``: ids [B, T] -> next-token logits [B, V] (with a KV cache when asked)."""
     if not use_cache:
         return lambda context: model(input_ids=context).logits[:, -1, :]
-    past = None
+    name, past = cache_argument(model), None
 
     def step(context: Tensor) -> Tensor:
         nonlocal past  # the cache holds every position but the newest, so feed only that one
-        out = model(input_ids=context if past is None else context[:, -1:], past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = model(input_ids=context if past is None else context[:, -1:], use_cache=True, **{name: past})
+        past = getattr(out, name)
         return out.logits[:, -1, :]
 
     return step
