@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,11 +22,54 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves the old folder as it was
+        raise
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)
     return path
+
+
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` while the block runs: a second process waits for the first.
+
+    Used around "load the cache entry, or build and write it", so concurrent notebooks build an entry once and
+    the others reuse it. Without ``fcntl`` (Windows) there is no lock; the atomic rename still keeps folders whole.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def save_folder(directory: str | Path, write: Callable[[Path], None], config_file: str,
+                same_kind: Callable[[dict], bool], what: str) -> Path:
+    """Save a PEFT module's folder atomically (a save replaces the whole folder: no stale head survives), but
+    refuse to replace a folder that holds something other than the same kind of module."""
+    directory = Path(directory)
+    if directory.is_dir() and any(directory.iterdir()):
+        try:
+            meta = json.loads((directory / config_file).read_text())
+        except (OSError, ValueError):
+            meta = None
+        if not isinstance(meta, dict) or not same_kind(meta):
+            found = sorted(p.name for p in directory.iterdir())[:6]
+            raise ValueError(f"{directory} already holds something other than a saved {what} ({found}); save into a "
+                             f"new or empty folder (a save replaces the whole folder).")
+    return atomic_write_dir(directory, write)
 
 
 def save_trainable(model: nn.Module, path: str | Path, metadata: dict | None = None) -> Path:
@@ -44,7 +88,7 @@ def load_trainable(model: nn.Module, path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}.")
-    saved = load_file(str(path))
+    saved = read_tensors(path)
     params = dict(model.named_parameters())
     missing = sorted(set(saved) - set(params))
     if missing:
@@ -76,11 +120,32 @@ def load_head_if_saved(model: nn.Module, path: str | Path) -> None:
         load_trainable(model, path)
 
 
-def read_saved_config(directory: str | Path, config_file: str, weights_file: str) -> dict:
-    """Check that a saved module's config and weights files exist (else list what is there) and return the config."""
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a truncated or corrupt file is an error that names it."""
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types, without the path
+        raise ValueError(f"{path} is not a readable safetensors file ({type(err).__name__}: {err}); it is "
+                         f"truncated or corrupt: save it again.") from err
+
+
+def read_saved_config(directory: str | Path, config_file: str, weights_file: str, what: str = "module",
+                      required: Iterable[str] = ()) -> dict:
+    """A saved module's config, after checking that both files exist (else listing what is there), that the
+    config is valid JSON and that it has the ``required`` keys of ``what`` (else saying what the folder holds)."""
     directory = Path(directory)
     for file in (config_file, weights_file):
         if not (directory / file).is_file():
             found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else "no such directory"
             raise FileNotFoundError(f"{directory / file} not found (in {directory}: {found})")
-    return json.loads((directory / config_file).read_text())
+    try:
+        config = json.loads((directory / config_file).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{directory / config_file} is not valid JSON ({err}): the save was cut short or the file "
+                         f"was edited; save it again.") from err
+    missing = [key for key in required if key not in config] if isinstance(config, dict) else list(required)
+    if missing:
+        held = f"a peft {config['peft_type']} adapter" if isinstance(config, dict) and "peft_type" in config else \
+            "something else"
+        raise ValueError(f"{directory} does not hold a saved {what} ({config_file} lacks {missing}); it holds {held}.")
+    return config

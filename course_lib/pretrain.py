@@ -15,12 +15,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from .checkpoints import atomic_write_dir
+from .checkpoints import atomic_write_dir, file_lock
 from .data.collate import CausalLMCollator, MLMCollator
 from .data.corpus import make_corpus
 from .data.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
@@ -30,7 +31,7 @@ from .profiles import Profile, get_device, get_profile, seed_everything
 from .train import History, TrainConfig, evaluate, train
 
 CACHE_ENV = "COURSE_CACHE"
-CACHE_VERSION = 1  # bump when data, models or recipes change so stale caches are not reused
+CACHE_VERSION = 2  # bump when data, models or recipes change so stale caches are not reused (2: deterministic BPE)
 BASE_NAMES = ("gpt", "encoder")
 CORPUS_SEED = 0
 VAL_FRACTION = 0.05
@@ -62,11 +63,12 @@ def corpus_splits(profile: Profile) -> tuple[list[str], list[str]]:
 def course_tokenizer(profile: Profile):
     """The BPE tokenizer trained on the profile's corpus (trained once, then cached)."""
     path = cache_dir() / f"tokenizer-{profile.name}-{_key(profile.corpus_sentences, profile.vocab_size)}"
-    if (path / "tokenizer.json").is_file():
-        return load_tokenizer(path)
-    train_texts, _ = corpus_splits(profile)
-    tokenizer = train_tokenizer(train_texts, vocab_size=profile.vocab_size)
-    atomic_write_dir(path, lambda tmp: save_tokenizer(tokenizer, tmp))
+    with file_lock(path.with_name(path.name + ".lock")):  # concurrent processes: one trains, the others reuse
+        if (path / "tokenizer.json").is_file():
+            return load_tokenizer(path)
+        train_texts, _ = corpus_splits(profile)
+        tokenizer = train_tokenizer(train_texts, vocab_size=profile.vocab_size)
+        atomic_write_dir(path, lambda tmp: save_tokenizer(tokenizer, tmp))
     return tokenizer
 
 
@@ -121,6 +123,14 @@ def load_pretrained(name: str, profile: Profile | str, force: bool = False,
     config = model_config(name, profile, tokenizer)
     recipe = pretrain_config(profile)
     path = cache_dir() / f"{name}-{profile.name}-{_key(name, profile.corpus_sentences, config.to_dict(), vars(recipe))}"
+    with file_lock(path.with_name(path.name + ".lock")):  # concurrent processes: one pretrains, the others reuse
+        return _load_or_pretrain(name, profile, tokenizer, config, recipe, path, force, device, show_progress)
+
+
+def _load_or_pretrain(name: str, profile: Profile, tokenizer: Any, config: GPTConfig | EncoderConfig,
+                      recipe: TrainConfig, path: Path, force: bool, device: torch.device | None,
+                      show_progress: bool) -> PretrainedBase:
+    """The cached base at ``path``, or (missing or ``force``) pretrain it and write the cache entry atomically."""
     model = build_model(name, config)
     if (path / "model.safetensors").is_file() and not force:
         load_model(model, path / "model.safetensors")

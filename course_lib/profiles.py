@@ -158,12 +158,11 @@ def default_profile_name() -> str:
 def get_profile(name: str | None = None, **overrides) -> Profile:
     """Return the named profile (default: $COURSE_PROFILE, else gpu/cpu by hardware).
 
-    Keyword overrides replace single fields, e.g. ``get_profile("cpu", finetune_steps=50)``; a nested size
+    The name must be exact (``"cpu"``, not ``" CPU "``). Keyword overrides replace single fields, e.g. ``get_profile("cpu", finetune_steps=50)``; a nested size
     group takes a dict of its own fields, e.g. ``get_profile("cpu", translation={"steps": 100})``.
     """
     name = name or os.environ.get(PROFILE_ENV) or default_profile_name()
-    name = name.strip().lower()
-    if name not in PROFILES:
+    if not isinstance(name, str) or name not in PROFILES:  # exact: " GPU " must not quietly mean bf16 on a CPU
         raise ValueError(
             f"Unknown course profile {name!r} (from the argument or ${PROFILE_ENV}). "
             f"Allowed profiles: {', '.join(PROFILES)}."

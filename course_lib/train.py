@@ -47,16 +47,26 @@ class TrainConfig:
     precision: str = "fp32"  # "bf16": forward and loss under bfloat16 autocast (weights stay fp32)
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
-            raise ValueError("steps, batch_size and eval_every must all be >= 1.")
+        for name in ("steps", "batch_size", "eval_every", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be an integer >= 0, got {self.seed!r}.")
+        for name in ("lr", "weight_decay", "warmup_ratio", "min_lr_ratio", "grad_clip"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"TrainConfig.{name} must be a finite number, got {value!r}.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}.")
+        if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"TrainConfig needs lr > 0, weight_decay >= 0, grad_clip >= 0 (0 = off) and "
+                             f"min_lr_ratio in [0, 1]; got lr={self.lr}, weight_decay={self.weight_decay}, "
+                             f"grad_clip={self.grad_clip}, min_lr_ratio={self.min_lr_ratio}.")
 
 
 class History:
@@ -243,6 +253,7 @@ def train(model: nn.Module, train_data: Sequence, collate_fn: Callable, config: 
                 metrics = evaluate(model, eval_data, collate_fn, device, config.eval_batch_size)
                 record.update({f"val_{k}": v for k, v in metrics.items()})
             history.log(**record)
-            bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("train_loss", "val_loss", "val_accuracy")})
+            shown = ("train_loss", "val_loss", "val_accuracy")
+            bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in shown})
     model.eval()
     return history

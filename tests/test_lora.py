@@ -164,7 +164,7 @@ def test_target_matching_and_errors():
         add_lora(model, "bad", target_modules=["out_proj"], r=3)  # classifier.out_proj is 32 -> 2
     with pytest.raises(ValueError, match=r"= 10 .*got r=11"):
         LoRALinear(nn.Linear(10, 20), r=11, alpha=1)
-    with pytest.raises(ValueError, match="alpha must be > 0"):
+    with pytest.raises(ValueError, match="alpha must be a finite number > 0"):
         LoRALinear(nn.Linear(10, 20), r=2, alpha=0)
     assert "bad" not in list_lora(model) and "bad" not in model.encoder.layers[0].attn.q_proj.__dict__
     assert not isinstance(model.encoder.layers[0].attn.q_proj, LoRALinear)  # failed calls changed nothing

@@ -46,6 +46,34 @@ def test_pretraining_is_deterministic(tiny):
     assert torch.equal(a.model.lm_head.weight, b.model.lm_head.weight)
 
 
+FROM_NOTHING = """
+import hashlib
+from safetensors.torch import load_file
+from course_lib.pretrain import load_pretrained
+from course_lib.profiles import get_profile
+base = load_pretrained("encoder", get_profile("ci", **{tiny!r}), show_progress=False)
+weights = load_file(str(base.path / "model.safetensors"))
+digest = hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights)))
+print(digest.hexdigest(), hashlib.sha256((base.path / "tokenizer" / "tokenizer.json").read_bytes()).hexdigest())
+"""
+
+
+def test_two_empty_caches_give_the_same_tokenizer_and_weights(tmp_path):
+    """From nothing, twice, in two processes with different hash seeds: the same tokenizer file and weights."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = []
+    for run, hash_seed in enumerate(("1", "2")):
+        env = dict(os.environ, COURSE_CACHE=str(tmp_path / f"cache{run}"), PYTHONHASHSEED=hash_seed,
+                   OMP_NUM_THREADS="1")
+        done = subprocess.run([sys.executable, "-c", FROM_NOTHING.format(tiny=TINY)], env=env, capture_output=True,
+                              text=True, check=True)
+        outputs.append(done.stdout.split())
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 2
+
+
 def test_tokenizer_is_cached_and_covers_every_word(tiny):
     tok = course_tokenizer(tiny)
     again = course_tokenizer(tiny)
@@ -106,3 +134,25 @@ def test_pretraining_loss_measures_forgetting(tiny):
     assert pretraining_loss(base, damaged, profile=tiny) > before + 0.5
     with pytest.raises(ValueError, match="encoder"):
         pretraining_loss(load_pretrained("gpt", tiny, show_progress=False), damaged, profile=tiny)
+
+
+CONCURRENT = """
+from course_lib.pretrain import load_pretrained
+from course_lib.profiles import get_profile
+print(load_pretrained("gpt", get_profile("ci", **{tiny!r}), show_progress=False).from_cache)
+"""
+
+
+def test_concurrent_processes_pretrain_once_and_share_the_cache(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, COURSE_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT.format(tiny=TINY)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [run.communicate() for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err[-400:] for _, err in results]
+    assert sorted(out.strip() for out, _ in results) == ["False", "True", "True"]  # one trained, two reused
+    leftovers = [p.name for p in (tmp_path / "cache").iterdir() if ".tmp" in p.name]
+    assert leftovers == []

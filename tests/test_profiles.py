@@ -9,8 +9,9 @@ from course_lib.profiles import PROFILES, default_profile_name, get_device, get_
 def test_env_selects_profile(monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "cpu")
     assert get_profile().name == "cpu"
-    monkeypatch.setenv("COURSE_PROFILE", " CI ")
-    assert get_profile().name == "ci"
+    monkeypatch.setenv("COURSE_PROFILE", " CI ")  # exact names only: no silent guess
+    with pytest.raises(ValueError, match=r"Unknown course profile ' CI '.*Allowed profiles: ci, cpu, gpu"):
+        get_profile()
 
 
 def test_default_profile_follows_hardware(monkeypatch):

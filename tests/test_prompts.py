@@ -46,19 +46,12 @@ def test_param_counts():
     assert count_parameters(PrefixEncoder(2, 3, 32, reparametrize=False)).total == prefix_param_count(2, 3, 32)
 
 
-@torch.no_grad()
-def test_size_zero_is_the_base_model():
-    x = ids()
-    for make in (tiny_gpt, tiny_classifier, tiny_mlm):
-        model = make()
-        base = model(x).logits
-        assert torch.allclose(add_prompt_tuning(model, 0)(x).logits, base, atol=1e-6, rtol=0)
-        for reparametrize in (True, False):
-            add_prefix_tuning(model, 0, reparametrize=reparametrize)
-            assert torch.allclose(model(x).logits, base, atol=1e-6, rtol=0)
-            remove_prefix_tuning(model)
-    bert, x = tiny_bert(), ids(vocab=50)
-    assert torch.allclose(add_prompt_tuning(bert, 0)(x).logits, bert(x).logits, atol=1e-6, rtol=0)
+def test_a_size_of_zero_is_an_error_not_a_silent_no_op():
+    for bad in (0, -1, True, 2.0, "4"):
+        with pytest.raises(ValueError, match="n_virtual_tokens must be an integer >= 1"):
+            add_prompt_tuning(tiny_gpt(), bad)
+        with pytest.raises(ValueError, match="n_prefix must be an integer >= 1"):
+            add_prefix_tuning(tiny_classifier(), bad)
 
 
 @torch.no_grad()
@@ -274,13 +267,13 @@ def test_save_load_round_trip(tmp_path):
 
 def test_helpful_errors():
     model = tiny_classifier()
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(ValueError, match=">= 1"):
         add_prompt_tuning(model, -1)
     with pytest.raises(ValueError, match=r"\['random', 'vocab', 'text'\]"):
         add_prompt_tuning(model, 2, init="zeros")
     with pytest.raises(ValueError, match="needs both tokenizer"):
         add_prompt_tuning(model, 2, init="text", init_text="hello")
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(ValueError, match=">= 1"):
         add_prefix_tuning(model, -2)
     with pytest.raises(TypeError, match="peft's PrefixTuning"):
         add_prefix_tuning(tiny_bert(), 2)

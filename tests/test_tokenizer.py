@@ -48,3 +48,23 @@ def test_bad_input(tmp_path):
         train_tokenizer(TEXTS, vocab_size=10)
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         load_tokenizer(tmp_path)
+
+
+def test_learn_bpe_merges_the_most_frequent_pair_and_breaks_ties_by_text():
+    from course_lib.data.tokenizer import learn_bpe
+
+    counts = {"low": 5, "lower": 2, "newest": 6, "widest": 3}  # Sennrich et al.'s example
+    alphabet, merges = learn_bpe(counts, vocab_size=0)
+    assert merges == [] and alphabet == sorted(alphabet) and {"w", "w</w>", "t</w>"} <= set(alphabet)
+    alphabet, merges = learn_bpe(counts, vocab_size=len(alphabet) + 3)
+    # (e, s) and (s, t</w>) both occur 9 times: the pair that sorts first wins; then es+t</w> (9), then l+o (7)
+    assert merges == [("e", "s"), ("es", "t</w>"), ("l", "o")]
+    assert learn_bpe(dict(reversed(list(counts.items()))), len(alphabet) + 3)[1] == merges  # order-free
+    assert learn_bpe(counts, 10**6, min_frequency=7)[1] == [("e", "s"), ("es", "t</w>"), ("l", "o")]
+
+
+def test_training_twice_gives_the_same_tokenizer():
+    texts = TEXTS + ["the ferry was superb", "maria said it was awful"]
+    first, second = train_tokenizer(texts, vocab_size=100), train_tokenizer(list(reversed(texts)), vocab_size=100)
+    assert first.backend_tokenizer.to_str() == second.backend_tokenizer.to_str()
+    assert len(first) == 100

@@ -15,6 +15,12 @@ import torch
 IGNORE_INDEX = -100  # label value the loss skips (same convention as Hugging Face)
 
 
+def check_max_len(max_len: Any, what: str, minimum: int = 2) -> None:
+    """A clear error unless ``max_len`` is an int >= ``minimum`` (a shorter sequence has nothing to learn from)."""
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < minimum:
+        raise ValueError(f"{what}: max_len must be an integer >= {minimum}, got {max_len!r}.")
+
+
 def _texts(examples: Sequence[Any]) -> list[str]:
     """Extract the text of each example (a str or a dict with 'text')."""
     if not examples:
@@ -32,6 +38,9 @@ class ClassificationCollator:
 
     tokenizer: Any
     max_len: int = 64
+
+    def __post_init__(self) -> None:
+        check_max_len(self.max_len, "ClassificationCollator")  # [CLS] and [SEP] at least
 
     def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(
@@ -52,6 +61,9 @@ class CausalLMCollator:
 
     tokenizer: Any
     max_len: int = 64
+
+    def __post_init__(self) -> None:
+        check_max_len(self.max_len, "CausalLMCollator")  # one token and the one it predicts
 
     def __call__(self, examples: Sequence[Any]) -> dict[str, torch.Tensor]:
         eos = self.tokenizer.eos_token
@@ -80,6 +92,7 @@ class MLMCollator:
     generator: torch.Generator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        check_max_len(self.max_len, "MLMCollator", minimum=3)  # [CLS], a token to mask, [SEP]
         if not 0.0 < self.mlm_probability < 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}.")
         self.generator = torch.Generator().manual_seed(self.seed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
-from ..data.collate import IGNORE_INDEX
+from ..data.collate import IGNORE_INDEX, check_max_len
 from .records import ALPACA_TEMPLATE, PromptTemplate, validate_records
 
 
@@ -22,6 +22,8 @@ def tokenize_record(record: Mapping, tokenizer, template: PromptTemplate = ALPAC
     :func:`tokenize_records` to drop them instead. ``add_eos=False`` leaves the EOS out
     (to see what a model trained that way does at generation time).
     """
+    if max_len is not None:
+        check_max_len(max_len, "tokenize_record")  # a prompt token and an answer token at least
     eos = tokenizer.eos_token_id
     if eos is None and add_eos:
         raise ValueError("The tokenizer has no EOS token; set tokenizer.eos_token before tokenizing responses.")

@@ -37,7 +37,7 @@ from typing import Iterable, Optional
 import torch
 from torch import Tensor, nn
 
-from ..checkpoints import copy_saved_tensors, load_head_if_saved, read_saved_config
+from ..checkpoints import copy_saved_tensors, load_head_if_saved, read_saved_config, read_tensors, save_folder
 from ..models.common import config_from_dict
 from .freezing import DEFAULT_HEAD_PATTERNS
 from .spine import (HEAD_FILE, Ledger, as_name_list, drop_ledger_if_empty, get_ledger, layers_of_type,
@@ -375,27 +375,29 @@ def save_adapter(model: nn.Module, name: str, directory: str | Path, head_patter
     from safetensors.torch import save_file
 
     ledger = require_ledger(model, _LEDGER, _KIND, name)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     meta = {"name": name, **ledger.extra, **ledger.configs[name].to_dict()}
-    (directory / "adapter_config.json").write_text(json.dumps(meta, indent=2))
-    save_file(adapter_state_dict(model, name), str(directory / "adapter_model.safetensors"))
-    save_head(model, directory, head_patterns)
-    return directory
+
+    def write(folder: Path) -> None:
+        save_file(adapter_state_dict(model, name), str(folder / "adapter_model.safetensors"))
+        save_head(model, folder, head_patterns)
+        (folder / "adapter_config.json").write_text(json.dumps(meta, indent=2))
+
+    return save_folder(directory, write, "adapter_config.json",
+                       lambda saved: "placement" in saved and "peft_type" not in saved, "bottleneck adapter")
 
 
 def load_adapter(model: nn.Module, directory: str | Path, name: Optional[str] = None) -> str:
     """Add a saved adapter (under its saved name, or ``name``) with its weights (and head, if saved); not activated."""
-    from safetensors.torch import load_file
-
     directory = Path(directory)
-    meta = read_saved_config(directory, "adapter_config.json", "adapter_model.safetensors")
+    meta = read_saved_config(directory, "adapter_config.json", "adapter_model.safetensors",
+                             "bottleneck adapter (save_adapter; a peft LoRA loads with load_lora)",
+                             ("name", "family", "d_model", "placement"))
     check_saved_for(model, meta, "Adapter")
     saved_name = meta.pop("name")
     meta.pop("family"), meta.pop("d_model")
     name = name or saved_name
     add_adapter(model, name, AdapterConfig.from_dict(meta))
-    tensors, params = load_file(str(directory / "adapter_model.safetensors")), _adapter_parameters(model, name)
+    tensors, params = read_tensors(directory / "adapter_model.safetensors"), _adapter_parameters(model, name)
     try:
         copy_saved_tensors(params, tensors)
     except ValueError:

@@ -35,7 +35,7 @@ from typing import Iterable, Optional
 import torch
 from torch import Tensor, nn
 
-from ..checkpoints import copy_saved_tensors, load_head_if_saved, read_saved_config
+from ..checkpoints import copy_saved_tensors, load_head_if_saved, read_saved_config, read_tensors, save_folder
 from .adapters import (AdapterConfig, AdapterSite, adapter_ledger, adapter_sites, check_saved_for, list_adapters,
                        model_width)
 from .freezing import DEFAULT_HEAD_PATTERNS
@@ -204,23 +204,23 @@ def save_fusion(model: nn.Module, name: str, directory: str | Path, head_pattern
 
     adapters = fusion_adapters(model, name)
     family, d_model = model_width(model)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     meta = {"name": name, "adapters": adapters, "family": family, "d_model": d_model,
             "adapter_config": adapter_ledger(model).configs[adapters[0]].to_dict()}
-    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-    save_file({k: p.detach().cpu().contiguous() for k, p in _fusion_parameters(model, name).items()},
-              str(directory / WEIGHTS_FILE))
-    save_head(model, directory, head_patterns)
-    return directory
+
+    def write(folder: Path) -> None:
+        save_file({k: p.detach().cpu().contiguous() for k, p in _fusion_parameters(model, name).items()},
+                  str(folder / WEIGHTS_FILE))
+        save_head(model, folder, head_patterns)
+        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+
+    return save_folder(directory, write, CONFIG_FILE, lambda saved: "adapters" in saved, "AdapterFusion")
 
 
 def load_fusion(model: nn.Module, directory: str | Path, name: Optional[str] = None) -> str:
     """Add a saved fusion (its adapters must already be loaded) and its weights (and head, if saved); not activated."""
-    from safetensors.torch import load_file
-
     directory = Path(directory)
-    meta = read_saved_config(directory, CONFIG_FILE, WEIGHTS_FILE)
+    meta = read_saved_config(directory, CONFIG_FILE, WEIGHTS_FILE, "AdapterFusion (save_fusion)",
+                             ("name", "adapters", "family", "d_model", "adapter_config"))
     check_saved_for(model, meta, "Fusion")
     adapters, existing = meta["adapters"], list_adapters(model)
     missing = [n for n in adapters if n not in existing]
@@ -233,7 +233,7 @@ def load_fusion(model: nn.Module, directory: str | Path, name: Optional[str] = N
         raise ValueError(f"The fusion was trained on adapters with {saved_config}, but this model has {wrong}.")
     name = name or meta["name"]
     add_fusion(model, adapters, name)
-    tensors, params = load_file(str(directory / WEIGHTS_FILE)), _fusion_parameters(model, name)
+    tensors, params = read_tensors(directory / WEIGHTS_FILE), _fusion_parameters(model, name)
     try:
         copy_saved_tensors(params, tensors)
     except ValueError:

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
-from ..checkpoints import read_saved_config
+from ..checkpoints import read_saved_config, read_tensors, save_folder
 from .freezing import DEFAULT_HEAD_PATTERNS
 from .quant import Linear4bit
 from .spine import (Ledger, as_name_list, drop_ledger_if_empty, get_ledger, layers_of_type,
@@ -95,12 +95,12 @@ class LoRALinear(nn.Module):
         if name in self.lora_A:
             raise ValueError(f"This layer already has a LoRA adapter named {name!r}")
         limit = min(self.in_features, self.out_features)
-        if not isinstance(r, int) or not 1 <= r <= limit:
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= limit:
             raise ValueError(f"LoRA rank r must be an integer with 1 <= r <= min(in_features, out_features) = "
                              f"{limit} for this {self.in_features}->{self.out_features} layer, got r={r!r}")
-        if not alpha > 0:
-            raise ValueError(f"LoRA alpha must be > 0, got {alpha!r}")
-        if not 0.0 <= dropout < 1.0:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
+            raise ValueError(f"LoRA alpha must be a finite number > 0 (e.g. 16), got {alpha!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout!r}")
         device, dtype = _device_dtype(self.base_layer)
         a = nn.Linear(self.in_features, r, bias=False).to(device=device, dtype=dtype)
@@ -165,6 +165,11 @@ class LoRALinear(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.training and torch.is_grad_enabled() and any(
+                self.lora_A[n].weight.requires_grad or self.lora_B[n].weight.requires_grad for n in self.merged):
+            raise RuntimeError(f"LoRA adapter(s) {self.merged} are merged into the base weight, so a training step "
+                               f"would not update them (forward skips merged updates). Call unmerge_lora(model) "
+                               f"before training, and merge again for inference.")
         out = self.base_layer(x)
         if self.disabled:
             if self.merged:
@@ -189,6 +194,15 @@ class LoRAConfig:
     dropout: float = 0.0
     use_rslora: bool = False
     target_modules: str | list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha) \
+                or self.alpha <= 0:
+            raise ValueError(f"LoRA alpha must be a finite number > 0 (e.g. 16), got {self.alpha!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"LoRA dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.use_rslora, bool):
+            raise ValueError(f"use_rslora must be True or False, got {self.use_rslora!r}")
 
 
 _LEDGER, _KIND = "_course_lora", "LoRA adapter"
@@ -376,11 +390,13 @@ def save_lora(model: nn.Module, name: str, directory: str | Path, head_patterns:
         "use_dora": False, "rank_pattern": {}, "alpha_pattern": {}, "layers_to_transform": None,
         "layers_pattern": None,
     }
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "adapter_config.json").write_text(json.dumps(meta, indent=2))
-    save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
-    return directory
+
+    def write(folder: Path) -> None:
+        save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+        (folder / "adapter_config.json").write_text(json.dumps(meta, indent=2))
+
+    return save_folder(directory, write, "adapter_config.json", lambda saved: saved.get("peft_type") == "LORA",
+                       "peft LoRA")
 
 
 def load_lora(model: nn.Module, directory: str | Path, name: Optional[str] = None) -> str:
@@ -389,17 +405,16 @@ def load_lora(model: nn.Module, directory: str | Path, name: Optional[str] = Non
     The adapted layers are read from the tensor keys; the head (peft ``modules_to_save``) is
     copied into the model. Like :func:`add_lora`, the adapter is not activated.
     """
-    from safetensors.torch import load_file
-
     directory = Path(directory)
-    meta = read_saved_config(directory, "adapter_config.json", "adapter_model.safetensors")
+    meta = read_saved_config(directory, "adapter_config.json", "adapter_model.safetensors",
+                             "peft LoRA (save_lora or peft)", ("peft_type", "r", "lora_alpha"))
     if meta.get("peft_type") != "LORA":
         raise ValueError(f"Not a LoRA adapter: peft_type is {meta.get('peft_type')!r}")
     unsupported = {k: meta.get(k) for k in ("use_dora", "rank_pattern", "alpha_pattern", "lora_bias")
                    if meta.get(k)} | ({"bias": meta["bias"]} if meta.get("bias", "none") != "none" else {})
     if unsupported:
         raise ValueError(f"This LoRA uses options course_lib does not implement: {unsupported}")
-    tensors = load_file(str(directory / "adapter_model.safetensors"))
+    tensors = read_tensors(directory / "adapter_model.safetensors")
     lora, head = {}, {}
     for key, t in tensors.items():
         if (m := _PEFT_KEY.match(key)) is not None:

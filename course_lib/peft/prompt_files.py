@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 import torch
 from torch import nn
 
-from ..checkpoints import load_head_if_saved, read_saved_config
+from ..checkpoints import load_head_if_saved, read_saved_config, read_tensors, save_folder
 from ..models.encoder import Encoder, EncoderForMaskedLM, EncoderForSequenceClassification
 from ..models.gpt import GPT
 from .prefix_tuning import PrefixEncoder, prefix_encoder_of
@@ -67,14 +67,16 @@ def save_prompt(obj: nn.Module, directory: str | Path, head_patterns: Iterable[s
                 "num_layers": encoder.n_layers, "num_attention_heads": n_heads, "prefix_projection": False}
         extra = {}
     meta.update({"base_model_name_or_path": None, "revision": None, "inference_mode": True})
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-    save_file({"prompt_embeddings": tensor.cpu().contiguous()}, str(directory / WEIGHTS_FILE),
-              metadata={"format": "pt", **extra})
-    if head_patterns:
-        save_head(model, directory, head_patterns)
-    return directory
+
+    def write(folder: Path) -> None:
+        save_file({"prompt_embeddings": tensor.cpu().contiguous()}, str(folder / WEIGHTS_FILE),
+                  metadata={"format": "pt", **extra})
+        if head_patterns:
+            save_head(model, folder, head_patterns)
+        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+
+    return save_folder(directory, write, CONFIG_FILE,
+                       lambda saved: saved.get("peft_type") in ("PROMPT_TUNING", "PREFIX_TUNING"), "prompt or prefix")
 
 
 def load_prompt(obj: nn.Module, directory: str | Path) -> nn.Module:
@@ -83,11 +85,13 @@ def load_prompt(obj: nn.Module, directory: str | Path) -> nn.Module:
     A reparametrised PrefixEncoder is folded first: the saved prefixes are the MLP's output.
     The head is loaded too when it was saved (into the wrapped / prefix-tuned model).
     """
-    from safetensors.torch import load_file
-
     directory = Path(directory)
-    meta = read_saved_config(directory, CONFIG_FILE, WEIGHTS_FILE)
-    saved = load_file(str(directory / WEIGHTS_FILE))["prompt_embeddings"]
+    meta = read_saved_config(directory, CONFIG_FILE, WEIGHTS_FILE, "peft prompt or prefix (save_prompt)",
+                             ("peft_type", "num_virtual_tokens"))
+    tensors = read_tensors(directory / WEIGHTS_FILE)
+    if "prompt_embeddings" not in tensors:
+        raise ValueError(f"{directory / WEIGHTS_FILE} has no 'prompt_embeddings' tensor (it has {sorted(tensors)[:4]})")
+    saved = tensors["prompt_embeddings"]
     kind = meta.get("peft_type")
     if isinstance(obj, PromptTuningModel):
         if kind != "PROMPT_TUNING":

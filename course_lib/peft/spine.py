@@ -159,9 +159,9 @@ def drop_ledger_if_empty(model: nn.Module, attr: str) -> None:
 
 
 def check_count(value: Any, what: str) -> None:
-    """A clear error unless ``value`` is an int >= 0 (a count of virtual tokens or prefixes; 0 = unchanged)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} must be an integer >= 0 (0 = the base model unchanged), got {value!r}")
+    """A clear error unless ``value`` is an int >= 1 (a count of virtual tokens or prefixes)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be an integer >= 1 (with 0 there is nothing to train), got {value!r}")
 
 
 def is_classifier(model: nn.Module) -> bool:

@@ -11,11 +11,11 @@ from typing import Any, Iterable, Sequence
 
 import torch
 from datasets import Dataset
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from ..data.collate import IGNORE_INDEX
-from ..data.tokenizer import EOS, PAD, UNK
+from ..data.collate import IGNORE_INDEX, check_max_len
+from ..data.tokenizer import EOS, PAD, UNK, bpe_tokenizer
 
 BOS = "[BOS]"
 TRANSLATION_SPECIAL_TOKENS = [PAD, UNK, BOS, EOS]  # ids 0, 1, 2, 3 = Seq2SeqConfig's defaults
@@ -31,21 +31,18 @@ def train_word_tokenizer(texts: Iterable[str], min_frequency: int = 1, lowercase
     texts = list(texts)
     if not any(t.strip() for t in texts):
         raise ValueError("Cannot train a tokenizer on an empty corpus: pass at least one non-empty text.")
-    if kind == "word":
+    if kind == "bpe":  # the course's deterministic BPE (the tokenizers trainer breaks ties by hash order)
+        tok = bpe_tokenizer(texts, vocab_size, TRANSLATION_SPECIAL_TOKENS, lowercase, min_frequency)
+    elif kind == "word":  # ordered by frequency, then by the word: deterministic
         tok = Tokenizer(models.WordLevel(unk_token=UNK))
         trainer = trainers.WordLevelTrainer(special_tokens=TRANSLATION_SPECIAL_TOKENS, min_frequency=min_frequency,
                                             show_progress=False)
-    elif kind == "bpe":
-        tok = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix="</w>"))
-        tok.decoder = decoders.BPEDecoder(suffix="</w>")
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=TRANSLATION_SPECIAL_TOKENS,
-                                      end_of_word_suffix="</w>", min_frequency=min_frequency, show_progress=False)
+        norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+        tok.normalizer = normalizers.Sequence(norms)
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+        tok.train_from_iterator(texts, trainer=trainer)
     else:
         raise ValueError(f"kind must be 'word' or 'bpe', got {kind!r}")
-    norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
-    tok.normalizer = normalizers.Sequence(norms)
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, unk_token=UNK, bos_token=BOS, eos_token=EOS,
                                    model_max_length=512)
 
@@ -81,6 +78,9 @@ class TranslationCollator:
     tgt_tokenizer: Any
     max_len: int = 64
 
+    def __post_init__(self) -> None:
+        check_max_len(self.max_len, "TranslationCollator")  # one word and [EOS]
+
     def _ids(self, tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
         return [ids[: self.max_len - 1] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
@@ -105,6 +105,9 @@ class TranslationCollator:
             tgt = [ex["tgt"] for ex in examples] if "tgt" in examples[0] else None
         else:
             src, tgt = [ex[0] for ex in examples], [ex[1] for ex in examples]
+        for i, (s, t) in enumerate(zip(src, tgt or src)):
+            if not (isinstance(s, str) and s.strip()) or not (isinstance(t, str) and t.strip()):
+                raise ValueError(f"Example {i} has an empty or non-text source or target: ({s!r}, {t!r}).")
         batch = self.encode_source(src)
         if tgt is None:
             return batch
