@@ -53,7 +53,12 @@ case "$cmd" in
         setup ;;
     lab)
         setup
-        exec jupyter lab --notebook-dir=notebooks ;;
+        extra=()
+        if [ "$(id -u)" -eq 0 ]; then  # JupyterLab refuses root unless told; containers and lab VMs often are root
+            echo ">> running as root (a container or lab machine?): starting JupyterLab with --allow-root"
+            extra=(--allow-root)
+        fi
+        exec jupyter lab --notebook-dir=notebooks ${extra[@]+"${extra[@]}"} ;;
     run)
         setup
         mkdir -p build/executed

@@ -151,3 +151,16 @@ def test_loading_the_wrong_kind_or_a_damaged_file_names_the_file(tmp_path):
     (folder / "adapter_config.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"adapter_config.json is not valid JSON"):
         load_adapter(tiny_classifier(), folder)
+
+
+def test_alpaca_inputs_name_the_missing_field_or_the_bad_path(small_tokenizer):
+    from course_lib.instruct import ALPACA_TEMPLATE, load_alpaca, tokenize_record
+
+    with pytest.raises(ValueError, match="needs an 'instruction' string"):
+        ALPACA_TEMPLATE.prompt({"input": "x", "output": "y"})
+    with pytest.raises(ValueError, match="needs an 'output' string"):
+        ALPACA_TEMPLATE.render({"instruction": "say hi"})
+    with pytest.raises(ValueError, match="tokenize_record needs a record with 'instruction' and 'output'"):
+        tokenize_record({"instruction": "say hi"}, small_tokenizer)
+    with pytest.raises(FileNotFoundError, match=r"No Alpaca file at /typo/alpaca.json"):
+        load_alpaca("/typo/alpaca.json")

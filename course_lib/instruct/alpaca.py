@@ -61,6 +61,9 @@ def load_alpaca_hub(name: str = ALPACA_HUB_NAME, split: str = "train", limit: in
 
 def load_alpaca(name_or_path: str | os.PathLike = ALPACA_HUB_NAME, **kwargs):
     """A local Alpaca JSON/JSONL file when the path exists, otherwise a Hub data set by name."""
-    if Path(name_or_path).exists():
-        return load_alpaca_json(name_or_path)
+    path = Path(name_or_path)
+    if path.exists():
+        return load_alpaca_json(path)
+    if path.suffix in (".json", ".jsonl") or len(path.parts) > 2 or str(name_or_path).startswith((".", "/", "~")):
+        raise FileNotFoundError(f"No Alpaca file at {path} (a Hub name looks like 'owner/name'); check the path.")
     return load_alpaca_hub(str(name_or_path), **kwargs)

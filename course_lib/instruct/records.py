@@ -60,6 +60,9 @@ class PromptTemplate:
 
     def prompt(self, record: Mapping) -> str:
         """The prompt for a record: the with-input wording when ``input`` is non-empty."""
+        if not isinstance(record, Mapping) or not isinstance(record.get("instruction"), str):
+            raise ValueError(f"An Alpaca record needs an 'instruction' string (and optionally 'input'); got "
+                             f"{dict(record) if isinstance(record, Mapping) else record!r}")
         instruction, given = record["instruction"], record.get("input") or ""
         if given.strip():
             return self.with_input.format(instruction=instruction, input=given)
@@ -67,6 +70,8 @@ class PromptTemplate:
 
     def render(self, record: Mapping, eos_token: str = "") -> str:
         """The full training text: prompt, response, then the EOS token."""
+        if not isinstance(record.get("output"), str):
+            raise ValueError(f"An Alpaca record needs an 'output' string to render a training text; got {dict(record)}")
         return self.prompt(record) + record["output"] + (self.eos_separator + eos_token if eos_token else "")
 
 

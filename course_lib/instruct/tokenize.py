@@ -24,6 +24,8 @@ def tokenize_record(record: Mapping, tokenizer, template: PromptTemplate = ALPAC
     """
     if max_len is not None:
         check_max_len(max_len, "tokenize_record")  # a prompt token and an answer token at least
+    if not isinstance(record, Mapping) or not isinstance(record.get("output"), str):
+        raise ValueError(f"tokenize_record needs a record with 'instruction' and 'output' strings; got {record!r}")
     eos = tokenizer.eos_token_id
     if eos is None and add_eos:
         raise ValueError("The tokenizer has no EOS token; set tokenizer.eos_token before tokenizing responses.")
