@@ -82,6 +82,7 @@ case "$cmd" in
         for nb in $(notebooks); do
             echo ">> re-executing $nb in place (profile: $COURSE_PROFILE)"
             jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 "$nb"
+            python tools/clean_notebooks.py "$nb"  # stored tqdm widgets would show a frozen "0%" bar
         done ;;
     slides)
         setup

@@ -2,9 +2,13 @@
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from clean_notebooks import is_progress_bar  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 LESSONS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -39,6 +43,9 @@ def test_committed_executed_with_a_plot_and_no_errors(path):
     outputs = [o for c in code for o in c["outputs"]]
     assert not [o for o in outputs if o["output_type"] == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "every notebook shows at least one plot"
+    assert not [o for o in outputs if o.get("name") == "stderr"], "no warnings in the stored outputs"
+    bars = [o for o in outputs if is_progress_bar(o)]
+    assert not bars, "stored progress bars read '0%' on GitHub: run tools/clean_notebooks.py (course.sh refresh does)"
 
 
 def test_first_code_cell_finds_course_lib_from_a_checkout():

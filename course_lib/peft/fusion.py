@@ -39,7 +39,7 @@ from ..checkpoints import copy_saved_tensors, load_head_if_saved, read_saved_con
 from .adapters import (AdapterConfig, AdapterSite, adapter_ledger, adapter_sites, check_saved_for, list_adapters,
                        model_width)
 from .freezing import DEFAULT_HEAD_PATTERNS
-from .spine import (HEAD_FILE, Ledger, check_adapter_name, drop_ledger_if_empty, get_ledger,
+from .spine import (HEAD_FILE, Ledger, drop_ledger_if_empty, get_ledger,
                     mark_named_trainable, require_ledger, save_head)
 
 QK_INIT_STD = 0.02       # std of the query and key weights at init
@@ -146,8 +146,7 @@ def add_fusion(model: nn.Module, adapter_names: list[str], name: str = "fusion")
     if isinstance(adapter_names, str):
         raise TypeError(f"adapter_names must be a list of adapter names, got the string {adapter_names!r}")
     adapter_names = list(adapter_names)
-    check_adapter_name(name, "Fusion")
-    (_ledger(model) or Ledger(_KIND)).require_new(name)
+    (_ledger(model) or Ledger(_KIND)).require_new(name)  # a valid, unused name
     paths = _check_fusable(model, adapter_names)
     for path in paths:
         site = model.get_submodule(path)
