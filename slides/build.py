@@ -35,6 +35,8 @@ from slides.rules import LESSON, SOLUTIONS, mark_notebook  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ASSETS = "_assets"
 OVERVIEW = "index.html"
+# The notebooks' "Open in Colab" line (tools/notebook_header.py) is for readers on GitHub; decks stay offline.
+COLAB_LINK = re.compile(r"^\[Open in Colab\]\(https://colab\.research\.google\.com/[^)]*\)[^\n]*\n?", re.M)
 WIDTH, HEIGHT = 1280, 720
 
 
@@ -97,7 +99,7 @@ def write_deck(marked: nbformat.NotebookNode, title: str, path: Path, exporter: 
     marked = copy.deepcopy(marked)
     for cell in marked.cells:
         if cell.cell_type == "markdown":
-            cell.source = markdown_with_mathml(cell.source, math_errors)
+            cell.source = markdown_with_mathml(COLAB_LINK.sub("", cell.source), math_errors)
     resources = {"metadata": {"name": title}, "course_slides": {"assets": ASSETS}}
     body, _ = exporter.from_notebook_node(marked, resources=resources)
     if re.search(r"""(src|href)=["']https?://""", body):

@@ -1,4 +1,4 @@
-"""environment.yml must list the same packages as pyproject.toml (dependencies + extras)."""
+"""Packaging: environment.yml lists pyproject.toml's packages, and CI's lowest-version pins equal the declared floors."""
 
 import re
 import tomllib
@@ -34,3 +34,39 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash course.sh test" in readme and "bash course.sh test" in ci
+
+
+def _floors() -> dict[str, str]:
+    """Every direct requirement's `>=` bound, by normalized name."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]
+    floors = {}
+    for req in reqs:
+        found = re.search(r">=\s*([0-9][0-9.]*)", req)
+        assert found, f"{req}: declare a lower bound (CI tests it)"
+        floors[_name(req)] = found.group(1)
+    return floors
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """'4.0' and '4.0.0' compare equal."""
+    parts = [int(p) for p in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def test_ci_tests_every_declared_floor():
+    pins = {}
+    for line in (ROOT / ".ci" / "lowest-versions.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            pins[_name(name)] = version.strip()
+    floors = _floors()
+    missing = sorted(set(floors) - set(pins))
+    assert not missing, f"pin these at their floor in .ci/lowest-versions.txt: {missing}"
+    differ = {n: (floors[n], pins[n]) for n in floors if _release(floors[n]) != _release(pins[n])}
+    assert not differ, f"declared floor vs CI pin: {differ}"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "lowest-versions.txt" in ci, ".ci/run must install and test the lowest versions"

@@ -113,6 +113,9 @@ def wrap_tokenizer(tok: Tokenizer) -> PreTrainedTokenizerFast:
         pad_token=PAD, unk_token=UNK, cls_token=CLS, sep_token=SEP, mask_token=MASK,
         eos_token=EOS, bos_token=None,
         model_max_length=512,
+        # decode() returns the tokens joined by spaces ("a man ."), as transformers 5 does by default; 4.x would
+        # otherwise glue punctuation back on ("a man.").
+        clean_up_tokenization_spaces=False,
     )
 
 
@@ -129,4 +132,4 @@ def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerFast:
     directory = Path(directory)
     if not (directory / "tokenizer.json").is_file():
         raise FileNotFoundError(f"No tokenizer.json in {directory}; save one with save_tokenizer() first.")
-    return PreTrainedTokenizerFast.from_pretrained(directory)
+    return PreTrainedTokenizerFast.from_pretrained(directory, clean_up_tokenization_spaces=False)

@@ -44,7 +44,7 @@ def train_word_tokenizer(texts: Iterable[str], min_frequency: int = 1, lowercase
     else:
         raise ValueError(f"kind must be 'word' or 'bpe', got {kind!r}")
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, unk_token=UNK, bos_token=BOS, eos_token=EOS,
-                                   model_max_length=512)
+                                   model_max_length=512, clean_up_tokenization_spaces=False)
 
 
 def _pairs(data: Any, src_key: str = "src", tgt_key: str = "tgt") -> tuple[list[str], list[str]]:
