@@ -149,13 +149,17 @@ def _versions() -> dict[str, str]:
             "minilm_bytes": str(weights.stat().st_size), "runs_version": str(RUNS_VERSION)}
 
 
-def run_key(spec: MethodSpec, lr: float, seed: int, profile: Profile, task: RealTask) -> str:
-    """A stable hash of everything that determines a run's result."""
+def run_key(spec: MethodSpec, lr: float, seed: int, profile: Profile, task: RealTask,
+            device: Optional[torch.device] = None) -> str:
+    """A stable hash of everything that determines a run's result (the device kind too, when it is not the CPU)."""
     sizes = asdict(profile.real)
     sizes.pop("lr_grids", None)  # the grid decides which runs happen, not what one run gives
-    blob = json.dumps({"method": [spec.recipe, spec.options], "lr": lr, "seed": seed, "sizes": sizes,
-                       "precision": profile.precision, "task": asdict(task), "versions": _versions()},
-                      sort_keys=True, default=str)
+    parts = {"method": [spec.recipe, spec.options], "lr": lr, "seed": seed, "sizes": sizes,
+             "precision": profile.precision, "task": asdict(task), "versions": _versions()}
+    kind = torch.device(device).type if device is not None else "cpu"
+    if kind != "cpu":
+        parts["device"] = kind
+    blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -217,7 +221,8 @@ def real_run(spec: MethodSpec, lr: float, seed: int, profile: Profile, task: Rea
              splits: Any = None, device: Optional[torch.device] = None, show_progress: bool = True,
              use_cache: bool = True) -> RunRecord:
     """One run's record: from the cache when an identical run finished before, else trained and cached."""
-    key = run_key(spec, lr, seed, profile, task)
+    device = device or get_device()
+    key = run_key(spec, lr, seed, profile, task, device)
     path = runs_dir() / f"{key}.json"
     if not use_cache:
         record, _ = train_real(spec, lr, seed, profile, task, splits, device, show_progress)
@@ -281,6 +286,14 @@ def evaluate_method(spec: MethodSpec, profile: Profile, task: RealTask = RealTas
     return MethodResult(spec, grid_runs, best.lr, runs)
 
 
+def run_at(spec: MethodSpec, lr: float, profile: Profile, task: RealTask = RealTask(), splits: Any = None,
+           device: Optional[torch.device] = None, show_progress: bool = True) -> MethodResult:
+    """A method at a given rate (no search) over ``profile.seeds`` seeds: for variants that share a tuned rate."""
+    splits = splits if splits is not None else real_splits(profile, task)
+    runs = [real_run(spec, lr, seed, profile, task, splits, device, show_progress) for seed in range(profile.seeds)]
+    return MethodResult(spec, [], lr, runs)
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """Method a minus method b, seed by seed."""
@@ -341,7 +354,14 @@ def grid_table(results: dict[str, MethodResult]):
     table = pd.DataFrame(rows).T.reindex(columns=[f"{lr:g}" for lr in rates])
     table = table.astype(object).where(table.notna(), "·")  # "·": not in that method's grid
     table["picked"] = [f"{res.lr:g}" for res in results.values()]
+    table["pick at the grid's edge"] = [at_grid_edge(res) for res in results.values()]
     return table
+
+
+def at_grid_edge(result: MethodResult) -> bool:
+    """True when the picked rate is the grid's smallest or largest (a wider grid might do better)."""
+    rates = sorted(r.lr for r in result.grid_runs)
+    return len(rates) > 1 and result.lr in (rates[0], rates[-1])
 
 
 def findings_markdown(results: dict[str, MethodResult], reference: str, metric: str = "test_accuracy") -> str:
@@ -353,6 +373,8 @@ def findings_markdown(results: dict[str, MethodResult], reference: str, metric: 
     for name, res in sorted(results.items(), key=lambda item: -item[1].mean(metric)):
         head = f"- **{name}**: {res.mean(metric):.3f} ± {res.std(metric):.3f}, training " \
                f"{res.runs[0].method_percent:.3g}% of the base's parameters (head apart)"
+        if at_grid_edge(res):
+            head += f" at lr {res.lr:g}, the edge of its grid (a wider grid might do better)"
         if name == reference:
             lines.append(head + " — the reference.")
             continue

@@ -139,8 +139,7 @@ PROFILES: dict[str, Profile] = {
         sft=SFTSizes(n_train=400, n_test_per_type=2, steps=40, batch_size=16, full_lr=3e-3, lora_lr=3e-3, lora_r=8,
                      throughput_steps=4, real_steps=2, real_batch=2, real_train=8, real_test=4),
         real=RealSizes(n_train=64, n_val=32, n_test=64, max_len=32, batch_size=8, steps=4, eval_every=2,
-                       lr_grids={"full": (1e-4, 3e-4), "peft": (1e-3, 3e-3), "head": (3e-3, 1e-2),
-                                 "prompt": (3e-2, 1e-1)}),
+                       lr_grids={"full": (1e-4,), "peft": (1e-3,), "head": (3e-3,), "prompt": (3e-2,)}),
     ),
     "cpu": Profile(
         name="cpu", corpus_sentences=20000, task_train=256, task_val=256, task_test=1000,
@@ -154,8 +153,8 @@ PROFILES: dict[str, Profile] = {
         sft=SFTSizes(n_train=3000, n_test_per_type=12, steps=600, batch_size=32, full_lr=3e-3, lora_lr=3e-3,
                      lora_r=8, throughput_steps=40, real_steps=24, real_batch=4, real_train=96, real_test=36),
         real=RealSizes(n_train=2000, n_val=400, n_test=1000, max_len=48, batch_size=16, steps=200, eval_every=50,
-                       lr_grids={"full": (3e-5, 1e-4, 3e-4), "peft": (3e-4, 1e-3, 3e-3), "head": (1e-3, 3e-3, 1e-2),
-                                 "prompt": (1e-2, 3e-2, 1e-1)}),
+                       lr_grids={"full": (3e-5, 1e-4, 3e-4, 1e-3), "peft": (3e-4, 1e-3, 3e-3, 1e-2),
+                                 "head": (1e-3, 3e-3, 1e-2, 3e-2), "prompt": (1e-2, 3e-2, 1e-1, 3e-1)}),
     ),
     "gpu": Profile(
         name="gpu", corpus_sentences=100000, task_train=256, task_val=512, task_test=2000,
@@ -169,8 +168,8 @@ PROFILES: dict[str, Profile] = {
         sft=SFTSizes(n_train=8000, n_test_per_type=40, steps=3000, batch_size=64, full_lr=2e-3, lora_lr=2e-3,
                      lora_r=8, throughput_steps=100, real_steps=300, real_batch=16, real_train=4000, real_test=200),
         real=RealSizes(n_train=6000, n_val=1000, n_test=2000, max_len=64, batch_size=32, steps=600, eval_every=100,
-                       lr_grids={"full": (3e-5, 1e-4, 3e-4), "peft": (3e-4, 1e-3, 3e-3), "head": (1e-3, 3e-3, 1e-2),
-                                 "prompt": (1e-2, 3e-2, 1e-1)}),
+                       lr_grids={"full": (3e-5, 1e-4, 3e-4, 1e-3), "peft": (3e-4, 1e-3, 3e-3, 1e-2),
+                                 "head": (1e-3, 3e-3, 1e-2, 3e-2), "prompt": (1e-2, 3e-2, 1e-1, 3e-1)}),
     ),
 }
 

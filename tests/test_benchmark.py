@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from course_lib import benchmark
 from course_lib.benchmark import (MethodResult, MethodSpec, RunRecord, evaluate_method, paired_difference, pick_lr,
@@ -59,6 +60,9 @@ def test_a_run_is_trained_once_then_read_from_the_cache(real_env, monkeypatch):
                      benchmark.RealTask()),
              run_key(spec, 1e-3, 0, get_profile("ci", real={"steps": 5}), benchmark.RealTask())}
     assert first.key not in other and len(other) == 4, "rate, seed, options and budget all change the key"
+    task = benchmark.RealTask()
+    assert run_key(spec, 1e-3, 0, profile, task, torch.device("cpu")) == first.key
+    assert run_key(spec, 1e-3, 0, profile, task, torch.device("cuda")) != first.key, "GPU runs are kept apart"
 
 
 def test_a_damaged_cache_entry_is_retrained(real_env, monkeypatch):
@@ -95,6 +99,8 @@ def test_protocol_tunes_on_seed_0_then_runs_every_seed(monkeypatch):
     assert calls == [(lr, 0) for lr in grid] + [(1e-3, s) for s in range(1, profile.seeds)]
     assert result.lr == 1e-3 and [r.seed for r in result.runs] == list(range(profile.seeds))
     assert result.mean() == pytest.approx(0.81) and result.std() == pytest.approx(0.01)
+    assert not benchmark.at_grid_edge(result), "1e-3 lies inside the peft grid"
+    assert benchmark.grid_table({"LoRA": result}).loc["LoRA", "picked"] == "0.001"
     table = results_table({"LoRA": result})
     assert table.loc["LoRA", "picked lr"] == 1e-3 and table.loc["LoRA", "seeds"] == profile.seeds
 
