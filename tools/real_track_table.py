@@ -6,6 +6,7 @@ with a warm cache this takes seconds. Usage: ``COURSE_PROFILE=cpu python tools/r
 
 from __future__ import annotations
 
+import os
 import platform
 
 import torch
@@ -24,7 +25,7 @@ def main() -> None:
                for name, spec in benchmark.real_methods(METHODS).items()}
     sizes = profile.real
     print(f"Measured by `notebooks/02_full_finetuning.ipynb` and `notebooks/05_lora.ipynb` (profile {profile.name}; "
-          f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}): all-MiniLM-L6-v2 on "
+          f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}): all-MiniLM-L6-v2 on "
           f"movie polarity, {sizes.n_train:,} training sentences, {sizes.steps} steps of {sizes.batch_size} for "
           f"every method, the learning rate picked on {sizes.n_val} validation sentences, test accuracy on "
           f"{sizes.n_test:,} sentences as mean ± std over {profile.seeds} seeds. Parameters exclude the "
