@@ -30,11 +30,11 @@ from torch import nn
 
 from . import recipes
 from .checkpoints import file_lock
-from .data.collate import ClassificationCollator
 from .data.sentiment import load_sentiment
 from .data.vader import FILES
 from .finetune import finetune_classifier
 from .peft.freezing import DEFAULT_HEAD_PATTERNS, bitfit, head_only, top_k_layers
+from .peft.spine import head_tensors
 from .pretrain import cache_dir
 from .profiles import Profile, get_device
 from .train import History, TrainConfig
@@ -189,10 +189,7 @@ def real_splits(profile: Profile, task: RealTask = RealTask()):
 
 def head_parameter_count(model: nn.Module) -> int:
     """Parameters of the task head (``classifier.*``), counted apart from the method."""
-    import re
-
-    patterns = [re.compile(p) for p in DEFAULT_HEAD_PATTERNS]
-    return sum(p.numel() for n, p in model.named_parameters() if any(r.search(n) for r in patterns))
+    return sum(t.numel() for t in head_tensors(model, DEFAULT_HEAD_PATTERNS).values())
 
 
 def train_real(spec: MethodSpec, lr: float, seed: int, profile: Profile, task: RealTask = RealTask(),
