@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .peft.spine import regularization_loss
 from .profiles import get_device
 
 PRECISIONS = ("fp32", "bf16")
@@ -213,6 +214,8 @@ def train(model: nn.Module, train_data: Sequence, collate_fn: Callable, config: 
 
     ``config.precision="bf16"`` runs forward and loss under bfloat16 autocast (mixed precision: weights, gradients
     and optimizer state stay fp32); where the device cannot do bf16 it falls back to fp32 with a warning.
+    Modules with a ``regularization_loss()`` (AdapterFusion) add it to the loss that is minimised; the history
+    records the task loss.
     """
     if len(train_data) == 0:
         raise ValueError("train_data is empty.")
@@ -236,8 +239,9 @@ def train(model: nn.Module, train_data: Sequence, collate_fn: Callable, config: 
         batch = _to_device(next(batches), device)
         with autocast:
             loss = model(**batch).loss
+            extra = regularization_loss(model)  # e.g. AdapterFusion's ||I - V||^2 while it trains
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if extra is None else loss + extra).backward()
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()

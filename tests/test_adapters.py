@@ -49,18 +49,25 @@ def test_parameter_formula_and_bert_base_counts():
     assert count_parameters(bert).trainable == 0 and list_adapters(bert) == []
 
 
+def gpt_config(placement, **sizes):
+    """The course GPT is pre-LN: a Pfeiffer adapter there reads h (ln_before=False), like Houlsby's."""
+    return AdapterConfig(placement=placement, **sizes, **({"ln_before": False} if placement == "pfeiffer" else {}))
+
+
 @pytest.mark.parametrize("placement", PLACEMENTS)
-@pytest.mark.parametrize("make", [tiny_classifier, tiny_gpt])
+@pytest.mark.parametrize("make", [tiny_classifier, tiny_gpt, tiny_bert])
 def test_fresh_adapter_is_the_identity(make, placement):
     model = make()
-    base = logits(model)
-    add_adapter(model, "a", AdapterConfig(placement=placement, reduction_factor=4))
+    vocab = 50 if make is tiny_bert else 120
+    base = logits(model, vocab)
+    add_adapter(model, "a", gpt_config(placement, reduction_factor=4) if make is tiny_gpt
+                else AdapterConfig(placement=placement, reduction_factor=4))
     assert active_adapters(model) == []  # added, but not active yet
     set_active_adapters(model, "a")
     assert active_adapters(model) == ["a"]
-    torch.testing.assert_close(logits(model), base, atol=1e-6, rtol=0)
+    torch.testing.assert_close(logits(model, vocab), base, atol=1e-6, rtol=0)
     randomize(model, "a")
-    assert not torch.allclose(logits(model), base, atol=1e-4)  # the sites really are in the forward pass
+    assert not torch.allclose(logits(model, vocab), base, atol=1e-4)  # the sites really are in the forward pass
 
 
 @pytest.mark.parametrize("placement, per_layer, suffixes", [
@@ -69,7 +76,7 @@ def test_insertion_sites(placement, per_layer, suffixes):
     paths = add_adapter(tiny_classifier(), "a", AdapterConfig(placement=placement, reduction_factor=4))
     assert len(paths) == 3 * per_layer
     assert paths[:per_layer] == [f"encoder.layers.0.{s}" for s in suffixes]
-    gpt_paths = add_adapter(tiny_gpt(), "a", AdapterConfig(placement=placement, bottleneck=3, reduction_factor=None))
+    gpt_paths = add_adapter(tiny_gpt(), "a", gpt_config(placement, bottleneck=3, reduction_factor=None))
     assert gpt_paths == [f"layers.{i}.{s}" for i in range(2) for s in suffixes]
 
 
@@ -124,11 +131,11 @@ def test_houlsby_attention_adapter_sits_on_the_o_proj_output():
     site = model.layers[0].attn.o_proj
     seen = {}
     site.base.register_forward_hook(lambda mod, args, out: seen.__setitem__("o_proj_out", out))
-    site.adapters["h"].register_forward_hook(lambda mod, args, out: seen.update(adapter_in=args[0], adapter_out=out))
     site.register_forward_hook(lambda mod, args, out: seen.__setitem__("site_out", out))
     logits(model)
-    assert torch.equal(seen["adapter_in"], seen["o_proj_out"])
-    assert torch.equal(seen["site_out"], seen["adapter_out"])
+    with torch.no_grad():
+        expected = seen["o_proj_out"] + site.adapters["h"].delta(seen["o_proj_out"])
+    assert torch.equal(seen["site_out"], expected)
     assert not torch.equal(seen["site_out"], seen["o_proj_out"])
 
 

@@ -203,3 +203,27 @@ def test_bf16_falls_back_to_fp32_with_a_warning_on_a_gpu_without_bf16(monkeypatc
         context = mixed_precision(torch.device("cuda"), "bf16")
     assert isinstance(context, contextlib.nullcontext)
     assert isinstance(mixed_precision(torch.device("cuda"), "fp32"), contextlib.nullcontext)
+
+
+class Pulled(nn.Module):
+    """A module whose regularization_loss pulls ``anchor`` towards 3.0 (the task loss never touches it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(4))
+
+    def regularization_loss(self):
+        return (self.anchor - 3.0).pow(2).sum()
+
+
+def test_a_module_regularizer_is_minimised_and_the_history_keeps_the_task_loss():
+    torch.manual_seed(0)
+    model = BagClassifier()
+    model.pull = Pulled()
+    plain = BagClassifier()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("pull.")})
+    config = TrainConfig(steps=30, batch_size=8, lr=0.1, eval_every=30, weight_decay=0.0)
+    hist = train(model, make_data(), collate, config, device=torch.device("cpu"), show_progress=False)
+    plain_hist = train(plain, make_data(), collate, config, device=torch.device("cpu"), show_progress=False)
+    assert (model.pull.anchor > 1.0).all()  # moved from 0 towards 3 by the regularizer alone
+    assert hist.last("train_loss") == pytest.approx(plain_hist.last("train_loss"))  # recorded: the task loss

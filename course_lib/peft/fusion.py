@@ -1,15 +1,19 @@
 """AdapterFusion (Pfeiffer et al. 2021): learn, per token, how to mix several frozen task adapters.
 
 Two stages. Stage 1 trains one bottleneck adapter per task (:func:`mark_adapter_trainable`).
-Stage 2 freezes them all and adds, at every adapter site, a small attention layer
-that looks at the site's output ``h`` (the query) and at each adapter's contribution
-``delta_i`` (keys and values) and returns
+Stage 2 freezes them all and adds, at every adapter site, a small attention layer whose query is the
+state the adapters read (``LN(h + r)`` for Pfeiffer adapters, ``h`` for Houlsby's) and whose keys and values
+are the adapters' contributions ``f_i``:
 
-    h + sum_i softmax_i(q . k_i / sqrt(d)) * v_i,    q = Q h,  k_i = K delta_i,  v_i = V delta_i.
+    h + sum_i softmax_i(q . k_i / T) v_i,    q = Q x + b_Q,  k_i = K f_i + b_K,  v_i = V f_i,
 
-``V`` starts close to the identity and ``Q``, ``K`` small, so the attention weights start
-nearly uniform and a fresh fusion outputs about ``h + mean_i delta_i``: the average of
-the adapters' outputs. Only ``Q``, ``K`` and ``V`` (and the task head) are trained.
+then the block's own ``LN(. + r)``. This is AdapterHub's default ("dynamic") ``Fuse``, equal to it in eval mode
+given the same weights: no 1/sqrt(d) on the scores, a value projection without bias that starts at the identity
+(plus 1e-6 off the diagonal), ``Q`` and ``K`` drawn from N(0, 0.02); in training, dropout on the scores and the
+regulariser ``0.01 * ||I - V||_F^2`` per site added to the loss (:meth:`FusionLayer.regularization_loss`, which
+the training loop adds). A fresh fusion gives every adapter about the same weight, so it starts near
+``h + mean_i f_i``. ``temperature=True`` is AdapterHub's option that starts at T = 50 and lowers T by 0.05 per
+forward call down to 1. Only ``Q``, ``K`` and ``V`` (and the task head) are trained.
 
 Activation: :func:`set_active_fusion` (or :func:`mark_fusion_trainable`) switches a fusion on.
 While it is on, the adapter stack chosen with :func:`set_active_adapters` is *set aside*
@@ -20,15 +24,12 @@ set-aside stack back; calling ``set_active_adapters`` (or ``mark_adapter_trainab
 
 This module owns the fusion state: its own ledger on the model (fusion name -> fused adapters and
 site paths) and the :class:`FusionLayer` s it places in each :class:`AdapterSite`'s mixer slot.
-
-Not implemented from AdapterHub: the softmax temperature schedule and the
-``residual_before`` / value-sharing variants; the attention uses plain ``1/sqrt(d)`` scaling.
+Not implemented from AdapterHub: the ``static`` variant, ``residual_before`` and value-after-softmax options.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -42,52 +43,68 @@ from .freezing import DEFAULT_HEAD_PATTERNS
 from .spine import (HEAD_FILE, Ledger, drop_ledger_if_empty, get_ledger,
                     mark_named_trainable, require_ledger, save_head)
 
-QK_INIT_STD = 0.02       # std of the query and key weights at init
-VALUE_NOISE_STD = 1e-3   # the value weight starts as identity + N(0, VALUE_NOISE_STD^2) noise
+QK_INIT_STD = 0.02       # std of the query and key weights at init (AdapterHub's "bert" init)
+VALUE_OFF_DIAGONAL = 1e-6  # the value weight starts as the identity with this value everywhere off the diagonal
+REGULARIZATION = 0.01    # weight of ||I - V||_F^2 in the training loss (AdapterHub's)
+SCORE_DROPOUT = 0.1      # dropout on the attention scores in training (BERT's attention_probs_dropout_prob)
 CONFIG_FILE = "fusion_config.json"
 WEIGHTS_FILE = "fusion_model.safetensors"
 
 
 def fusion_param_count(d_model: int) -> int:
-    """Parameters of one fusion layer: query, key and value, each d*d + d."""
-    return 3 * (d_model * d_model + d_model)
+    """Parameters of one fusion layer: query and key (d*d + d each) and a value without bias (d*d)."""
+    return 3 * d_model * d_model + 2 * d_model
 
 
 class FusionLayer(nn.Module):
-    """Attention over N adapter contributions: h + sum_i softmax_i(q . k_i / sqrt(d)) * v_i."""
+    """Attention over N adapter contributions: h + sum_i softmax_i(q . k_i / T) v_i (AdapterHub's dynamic Fuse)."""
 
-    def __init__(self, d_model: int, adapter_names: Optional[list[str]] = None) -> None:
+    def __init__(self, d_model: int, adapter_names: Optional[list[str]] = None, dropout: float = SCORE_DROPOUT,
+                 temperature: bool = False) -> None:
         super().__init__()
         if d_model < 1:
             raise ValueError(f"d_model must be >= 1, got {d_model}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.d_model = d_model
         self.adapter_names = list(adapter_names or [])  # the adapters it mixes, in order
         self.query = nn.Linear(d_model, d_model)
         self.key = nn.Linear(d_model, d_model)
-        self.value = nn.Linear(d_model, d_model)
+        self.value = nn.Linear(d_model, d_model, bias=False)
+        self.dropout = nn.Dropout(float(dropout))
+        self.temperature = bool(temperature)
+        self.T = 50.0 if self.temperature else 1.0
+        self.reduction = self.T / 1000.0
         for proj in (self.query, self.key):
             nn.init.normal_(proj.weight, mean=0.0, std=QK_INIT_STD)
             nn.init.zeros_(proj.bias)
-        with torch.no_grad():  # V ~ identity: a fresh fusion passes the adapters' contributions through
-            self.value.weight.copy_(torch.eye(d_model) + VALUE_NOISE_STD * torch.randn(d_model, d_model))
-        nn.init.zeros_(self.value.bias)
+        with torch.no_grad():  # V = identity (+1e-6 elsewhere): a fresh fusion passes the contributions through
+            self.value.weight.fill_(VALUE_OFF_DIAGONAL).fill_diagonal_(1.0)
         self.last_weights: Optional[Tensor] = None  # detached attention weights [..., N] of the last call
 
-    def forward(self, h: Tensor, deltas: Tensor) -> Tensor:
-        """h [..., d] and the adapters' contributions deltas [..., N, d] -> fused hidden states [..., d]."""
+    def forward(self, h: Tensor, deltas: Tensor, query: Optional[Tensor] = None) -> Tensor:
+        """h [..., d], the contributions deltas [..., N, d] and the query input (default h) -> [..., d]."""
         if deltas.shape[:-2] != h.shape[:-1] or deltas.shape[-1] != h.shape[-1]:
             raise ValueError(f"deltas must have shape [..., N, d] matching h {tuple(h.shape)}, "
                              f"got {tuple(deltas.shape)}")
-        q = self.query(h)                                         # [..., d]
+        q = self.query(h if query is None else query)            # [..., d]
         k = self.key(deltas)                                      # [..., N, d]
         v = self.value(deltas)                                    # [..., N, d]
-        scores = (k @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.d_model)  # [..., N]
-        weights = scores.softmax(dim=-1)
+        scores = self.dropout((k @ q.unsqueeze(-1)).squeeze(-1))  # [..., N]
+        weights = (scores / self.T).softmax(dim=-1)
+        self.T = max(self.T - self.reduction, 1.0)                # the temperature schedule (T stays 1 without it)
         self.last_weights = weights.detach()
         return h + (weights.unsqueeze(-2) @ v).squeeze(-2)        # h + sum_i w_i v_i
 
+    def regularization_loss(self) -> Optional[Tensor]:
+        """0.01 * ||I - V||_F^2 while V trains (AdapterHub adds it to the training loss), else None."""
+        if not self.value.weight.requires_grad:
+            return None
+        eye = torch.eye(self.d_model, device=self.value.weight.device, dtype=self.value.weight.dtype)
+        return REGULARIZATION * (eye - self.value.weight).pow(2).sum()
+
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, adapters={self.adapter_names}"
+        return f"d_model={self.d_model}, adapters={self.adapter_names}, temperature={self.temperature}"
 
 
 _LEDGER, _KIND = "_course_fusions", "fusion"
@@ -141,7 +158,8 @@ def _check_fusable(model: nn.Module, adapter_names: list[str]) -> list[str]:
     return list(paths)
 
 
-def add_fusion(model: nn.Module, adapter_names: list[str], name: str = "fusion") -> list[str]:
+def add_fusion(model: nn.Module, adapter_names: list[str], name: str = "fusion", dropout: float = SCORE_DROPOUT,
+               temperature: bool = False) -> list[str]:
     """Add fusion ``name`` (inactive) over >= 2 adapters of one config; return its site paths."""
     if isinstance(adapter_names, str):
         raise TypeError(f"adapter_names must be a list of adapter names, got the string {adapter_names!r}")
@@ -151,7 +169,8 @@ def add_fusion(model: nn.Module, adapter_names: list[str], name: str = "fusion")
     for path in paths:
         site = model.get_submodule(path)
         weight = site.base.weight
-        layer = FusionLayer(site.d_model, adapter_names).to(device=weight.device, dtype=weight.dtype)
+        layer = FusionLayer(site.d_model, adapter_names, dropout, temperature).to(device=weight.device,
+                                                                                    dtype=weight.dtype)
         site.fusions[name] = layer.train(site.training)
     _ledger(model, create=True).add(name, adapter_names, paths)
     return list(paths)
@@ -203,8 +222,10 @@ def save_fusion(model: nn.Module, name: str, directory: str | Path, head_pattern
 
     adapters = fusion_adapters(model, name)
     family, d_model = model_width(model)
+    layer = next(iter(_sites(model, name).values())).fusions[name]
     meta = {"name": name, "adapters": adapters, "family": family, "d_model": d_model,
-            "adapter_config": adapter_ledger(model).configs[adapters[0]].to_dict()}
+            "adapter_config": adapter_ledger(model).configs[adapters[0]].to_dict(),
+            "dropout": layer.dropout.p, "temperature": layer.temperature}
 
     def write(folder: Path) -> None:
         save_file({k: p.detach().cpu().contiguous() for k, p in _fusion_parameters(model, name).items()},
@@ -231,7 +252,7 @@ def load_fusion(model: nn.Module, directory: str | Path, name: Optional[str] = N
     if wrong:
         raise ValueError(f"The fusion was trained on adapters with {saved_config}, but this model has {wrong}.")
     name = name or meta["name"]
-    add_fusion(model, adapters, name)
+    add_fusion(model, adapters, name, meta.get("dropout", SCORE_DROPOUT), meta.get("temperature", False))
     tensors, params = read_tensors(directory / WEIGHTS_FILE), _fusion_parameters(model, name)
     try:
         copy_saved_tensors(params, tensors)

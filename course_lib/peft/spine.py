@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
+import torch
 from torch import Tensor, nn
 
 from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
@@ -230,3 +231,10 @@ def save_head(model: nn.Module, directory: str | Path, head_patterns: Iterable[s
     path = Path(directory) / HEAD_FILE
     save_file(head_tensors(model, head_patterns), str(path))
     return path
+
+
+def regularization_loss(model: nn.Module) -> Optional[Tensor]:
+    """The sum of every submodule's ``regularization_loss()`` (e.g. AdapterFusion's), or None when none applies."""
+    terms = [term for module in model.modules() if hasattr(module, "regularization_loss")
+             for term in [module.regularization_loss()] if term is not None]
+    return torch.stack(terms).sum() if terms else None
