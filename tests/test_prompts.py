@@ -300,3 +300,58 @@ def test_prompted_generate_equals_a_naive_loop_past_the_context_limit():
         next_token = gpt.strip_virtual(gpt(context).logits)[:, -1].argmax(-1)
         expected = torch.cat([expected, next_token[:, None]], dim=1)
     assert torch.equal(gpt.generate(x, 6), expected)
+
+
+def tiny_bert_encoder(seed=0):
+    """A headless Hugging Face BertModel (no labels argument in its forward)."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    return BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=32)).eval()
+
+
+@torch.no_grad()
+def test_headless_hf_encoder_prompt_runs_and_round_trips_with_peft(tmp_path):
+    import json
+
+    from peft import PeftModel
+
+    wrapper = add_prompt_tuning(tiny_bert_encoder(), 4, init="vocab")
+    x = ids(vocab=50)
+    mask = torch.ones_like(x)
+    hidden = wrapper(x, mask).last_hidden_state  # no labels argument reaches BertModel
+    assert hidden.shape == (3, 4 + 10, 16)
+    save_prompt(wrapper, tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["task_type"] == "FEATURE_EXTRACTION"
+    peft_model = PeftModel.from_pretrained(tiny_bert_encoder(), tmp_path).eval()
+    assert type(peft_model).__name__ == "PeftModelForFeatureExtraction"  # a plain PeftModel would skip the prompt
+    torch.testing.assert_close(peft_model(input_ids=x, attention_mask=mask).last_hidden_state, hidden,
+                               atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_seq_cls_prompt_and_its_head_move_both_ways_with_peft(tmp_path):
+    from peft import PeftModel, PromptTuningConfig, get_peft_model
+    from safetensors.torch import load_file
+
+    x, mask = ids(vocab=50), torch.ones(3, 10, dtype=torch.long)
+    ours = add_prompt_tuning(tiny_bert(), 4, init="vocab")
+    torch.nn.init.normal_(ours.model.classifier.weight)  # a "trained" head, unlike the fresh one of tiny_bert()
+    save_prompt(ours, tmp_path / "ours")
+    saved = load_file(str(tmp_path / "ours" / "adapter_model.safetensors"))
+    assert sorted(saved) == ["base_model.classifier.bias", "base_model.classifier.weight", "prompt_embeddings"]
+    theirs = PeftModel.from_pretrained(tiny_bert(), tmp_path / "ours").eval()
+    torch.testing.assert_close(theirs(input_ids=x, attention_mask=mask).logits, ours(x, mask).logits,
+                               atol=1e-6, rtol=0)
+
+    peft_model = get_peft_model(tiny_bert(), PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4))
+    for name, param in peft_model.named_parameters():
+        if param.requires_grad:  # the prompt and peft's trainable copy of the head
+            param.normal_(0, 0.5)
+    peft_model.eval().save_pretrained(tmp_path / "theirs")
+    loaded = load_prompt(add_prompt_tuning(tiny_bert(), 4, seed=3), tmp_path / "theirs")
+    torch.testing.assert_close(loaded(x, mask).logits, peft_model(input_ids=x, attention_mask=mask).logits,
+                               atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="does not fit this model"):
+        load_prompt(add_prompt_tuning(tiny_bert_encoder(), 4), tmp_path / "theirs")

@@ -1,9 +1,14 @@
 """Save and load prompt tuning and prefix tuning in Hugging Face peft's format.
 
 ``adapter_config.json`` plus ``prompt_embeddings`` in ``adapter_model.safetensors`` (peft's names and
-tensor layout), so a prompt trained here on a Hugging Face causal LM loads with
-``peft.PeftModel.from_pretrained``. Prefixes are saved folded, ``[n, L * 2 * d]`` like peft.
-A task head can be saved next to them (``head_model.safetensors``).
+tensor layout), so a prompt trained here on a Hugging Face model loads with ``peft.PeftModel.from_pretrained``
+and a peft prompt loads here. Prefixes are saved folded, ``[n, L * 2 * d]`` like peft. ``task_type`` is peft's:
+``SEQ_CLS`` for a classifier, ``CAUSAL_LM`` for a language model, ``FEATURE_EXTRACTION`` for a headless encoder
+(without it peft would load a plain PeftModel that ignores the prompt).
+
+The task head of a Hugging Face classifier travels inside ``adapter_model.safetensors`` under peft's names
+(``base_model.classifier.weight`` ...), as peft's ``modules_to_save`` do; a course model's head goes to
+``head_model.safetensors`` (``head_patterns``), like every other course module's.
 """
 
 from __future__ import annotations
@@ -20,18 +25,34 @@ from ..models.encoder import Encoder, EncoderForMaskedLM, EncoderForSequenceClas
 from ..models.gpt import GPT
 from .prefix_tuning import PrefixEncoder, prefix_encoder_of
 from .prompt_tuning import PromptTuningModel
-from .spine import HEAD_FILE, is_classifier, save_head
+from .freezing import DEFAULT_HEAD_PATTERNS
+from .spine import HEAD_FILE, head_tensors, is_classifier, save_head
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"  # peft's file names
 _PEFT_INIT = {"random": "RANDOM", "vocab": "SAMPLE_VOCAB", "text": "RANDOM"}  # TEXT would make peft want a tokenizer
 
 
-def _task_type(model: nn.Module) -> Optional[str]:
+PEFT_HEAD_PREFIX = "base_model."  # where peft keeps a SEQ_CLS model's head (modules_to_save) in its file
+PEFT_HEAD_MODULES = ["classifier", "score"]
+
+
+def _task_type(model: nn.Module) -> str:
     if is_classifier(model):
         return "SEQ_CLS"
     if isinstance(model, GPT) or type(model).__name__.endswith(("ForCausalLM", "LMHeadModel")):
         return "CAUSAL_LM"
-    return None
+    return "FEATURE_EXTRACTION"
+
+
+def _is_hf(model: Optional[nn.Module]) -> bool:
+    """A Hugging Face model (its config has a model_type), as opposed to a course model."""
+    return model is not None and hasattr(getattr(model, "config", None), "model_type")
+
+
+def _peft_head(model: nn.Module, head_patterns: list[str]) -> dict[str, torch.Tensor]:
+    """A Hugging Face classifier's head under peft's names (the default head patterns unless others are given)."""
+    return {PEFT_HEAD_PREFIX + name: tensor
+            for name, tensor in head_tensors(model, head_patterns or list(DEFAULT_HEAD_PATTERNS)).items()}
 
 
 def _shape_info(model: nn.Module) -> tuple[Optional[int], Optional[int]]:
@@ -67,10 +88,14 @@ def save_prompt(obj: nn.Module, directory: str | Path, head_patterns: Iterable[s
                 "num_layers": encoder.n_layers, "num_attention_heads": n_heads, "prefix_projection": False}
         extra = {}
     meta.update({"base_model_name_or_path": None, "revision": None, "inference_mode": True})
+    tensors = {"prompt_embeddings": tensor.cpu().contiguous()}
+    if _is_hf(model) and meta["task_type"] == "SEQ_CLS":  # peft keeps the head in the adapter file
+        tensors.update(_peft_head(model, head_patterns))
+        meta["modules_to_save"] = PEFT_HEAD_MODULES
+        head_patterns = []
 
     def write(folder: Path) -> None:
-        save_file({"prompt_embeddings": tensor.cpu().contiguous()}, str(folder / WEIGHTS_FILE),
-                  metadata={"format": "pt", **extra})
+        save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt", **extra})
         if head_patterns:
             save_head(model, folder, head_patterns)
         (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
@@ -121,8 +146,23 @@ def load_prompt(obj: nn.Module, directory: str | Path) -> nn.Module:
     else:
         raise TypeError(f"load_prompt loads into a PromptTuningModel (add_prompt_tuning) or a prefix-tuned model / "
                         f"PrefixEncoder (add_prefix_tuning); got {type(obj).__name__} without either.")
-    if (directory / HEAD_FILE).is_file():
+    head = {k[len(PEFT_HEAD_PREFIX):]: t for k, t in tensors.items() if k.startswith(PEFT_HEAD_PREFIX)}
+    if head or (directory / HEAD_FILE).is_file():
         if model is None:
             raise ValueError(f"{directory} also holds a task head: load into the model, not its PrefixEncoder.")
+        _load_peft_head(model, head, directory)
         load_head_if_saved(model, directory / HEAD_FILE)
     return obj
+
+
+def _load_peft_head(model: nn.Module, head: dict[str, torch.Tensor], directory: Path) -> None:
+    """Copy a head saved under peft's names into ``model`` (every tensor must exist there with its shape)."""
+    params = dict(model.named_parameters())
+    for name, tensor in head.items():
+        if name not in params or params[name].shape != tensor.shape:
+            found = tuple(params[name].shape) if name in params else "no such parameter"
+            raise ValueError(f"{directory}: the saved head tensor {name} {tuple(tensor.shape)} does not fit this "
+                             f"model ({found}); load it into the model it was trained with.")
+    with torch.no_grad():
+        for name, tensor in head.items():
+            params[name].copy_(tensor.to(params[name].device, params[name].dtype))

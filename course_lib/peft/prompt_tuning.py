@@ -161,7 +161,9 @@ class PromptTuningModel(nn.Module):
             if labels is not None or kwargs:
                 raise ValueError("The course Encoder takes no labels or extra arguments; wrap a model with a head.")
             return self.model(attention_mask=attention_mask, inputs_embeds=inputs_embeds)
-        return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+        if labels is not None:  # a headless model (e.g. BertModel) takes no labels argument at all
+            kwargs["labels"] = labels
+        return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 
     @torch.no_grad()
     def generate(self, input_ids: Tensor, max_new_tokens: int, temperature: float = 0.0, top_k: Optional[int] = None,
