@@ -33,7 +33,6 @@ _PEFT_INIT = {"random": "RANDOM", "vocab": "SAMPLE_VOCAB", "text": "RANDOM"}  # 
 
 
 PEFT_HEAD_PREFIX = "base_model."  # where peft keeps a SEQ_CLS model's head (modules_to_save) in its file
-PEFT_HEAD_MODULES = ["classifier", "score"]
 
 
 def _task_type(model: nn.Module) -> str:
@@ -90,8 +89,7 @@ def save_prompt(obj: nn.Module, directory: str | Path, head_patterns: Iterable[s
     meta.update({"base_model_name_or_path": None, "revision": None, "inference_mode": True})
     tensors = {"prompt_embeddings": tensor.cpu().contiguous()}
     if _is_hf(model) and meta["task_type"] == "SEQ_CLS":  # peft keeps the head in the adapter file
-        tensors.update(_peft_head(model, head_patterns))
-        meta["modules_to_save"] = PEFT_HEAD_MODULES
+        tensors.update(_peft_head(model, head_patterns))  # peft's SEQ_CLS model puts its classifier there itself
         head_patterns = []
 
     def write(folder: Path) -> None:
