@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from . import recipes
-from .checkpoints import file_lock
+from .checkpoints import file_lock, write_json_atomic
 from .data.sentiment import load_sentiment
 from .data.vader import FILES
 from .finetune import finetune_classifier
@@ -176,9 +175,7 @@ def _read(path: Path) -> Optional[RunRecord]:
 
 
 def _write(path: Path, record: RunRecord) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(record), indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, asdict(record))
 
 
 def real_splits(profile: Profile, task: RealTask = RealTask()):

@@ -16,6 +16,15 @@ from torch import nn
 from .params import trainable_state_dict
 
 
+def write_json_atomic(path: str | Path, data: object) -> Path:
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename: readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
 def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Let ``write`` fill a temporary folder, then rename it to ``path``: a crash never leaves half a folder."""
     path = Path(path)

@@ -15,7 +15,6 @@ both. Measurements of trained models are cached next to the runs (``$COURSE_CACH
 from __future__ import annotations
 
 import json
-import os
 import random
 from typing import Any, Callable, Optional
 
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 
 from .benchmark import MethodSpec, RealTask, load_real_model, real_splits, run_key, runs_dir, train_real
-from .checkpoints import file_lock
+from .checkpoints import file_lock, write_json_atomic
 from .data.collate import ClassificationCollator
 from .data.vader import read_ratings
 from .memory import PeakMemory
@@ -106,9 +105,7 @@ def cached_measure(spec: MethodSpec, lr: float, seed: int, profile: Profile, nam
         _, model = train_real(spec, lr, seed, profile, task, splits, device, show_progress)
         _, tokenizer = load_real_model(2, ["negative", "positive"], seed=0)
         values = measure(model, tokenizer)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(values, indent=1))
-        os.replace(tmp, path)
+        write_json_atomic(path, values)
         return values
 
 
