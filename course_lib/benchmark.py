@@ -33,6 +33,7 @@ from .data.sentiment import load_sentiment
 from .data.vader import FILES
 from .finetune import finetune_classifier
 from .peft.freezing import DEFAULT_HEAD_PATTERNS, bitfit, head_only, top_k_layers
+from .peft.prompt_tuning import PromptTuningModel
 from .peft.spine import head_tensors
 from .pretrain import cache_dir
 from .profiles import Profile, get_device
@@ -41,7 +42,7 @@ from .train import History, TrainConfig
 RUNS_VERSION = 1  # bump when the protocol changes what a cached run means
 LR_GRIDS = ("full", "peft", "head", "prompt")
 SELECTIVE: dict[str, Callable[..., Any]] = {"head_only": head_only, "bitfit": bitfit, "top_k_layers": top_k_layers}
-RECIPES = ("full_finetuning", "selective", "lora", "adapter", "prefix_tuning", "prompt_tuning")
+RECIPES = ("full_finetuning", "selective", "lora", "qlora", "adapter", "prefix_tuning", "prompt_tuning")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,29 @@ def real_methods(names: Optional[list[str]] = None) -> dict[str, MethodSpec]:
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(found)}")
     return {n: found[n] for n in names}
+
+
+def adapter_spec(placement: str, reduction_factor: int = 16, **options: Any) -> MethodSpec:
+    """A bottleneck adapter preset (AdapterHub-exact, see course_lib.peft.adapters) as a real-track method.
+
+    ``options`` are further AdapterConfig fields (e.g. ``activation="gelu"``); they are named in the label.
+    """
+    extra = "".join(f", {k}={v}" for k, v in sorted(options.items()))
+    return MethodSpec(f"{placement.capitalize()} adapter (rf={reduction_factor}{extra})", "adapter",
+                      {"placement": placement, "reduction_factor": reduction_factor, **options}, grid="peft")
+
+
+def prompt_spec(n_virtual_tokens: int) -> MethodSpec:
+    """Prompt tuning with ``n`` virtual tokens (initialised from vocabulary embeddings) as a real-track method."""
+    return MethodSpec(f"prompt tuning (n={n_virtual_tokens})", "prompt_tuning",
+                      {"n_virtual_tokens": n_virtual_tokens, "init": "vocab"}, grid="prompt")
+
+
+def prefix_spec(n_prefix: int, reparametrize: bool = True) -> MethodSpec:
+    """Prefix tuning with ``n`` key/value prefixes per layer (through Li & Liang's MLP by default) as a method."""
+    how = "" if reparametrize else ", direct"
+    return MethodSpec(f"prefix tuning (n={n_prefix}{how})", "prefix_tuning",
+                      {"n_prefix": n_prefix, "reparametrize": reparametrize}, grid="peft")
 
 
 @dataclass
@@ -185,8 +209,9 @@ def real_splits(profile: Profile, task: RealTask = RealTask()):
 
 
 def head_parameter_count(model: nn.Module) -> int:
-    """Parameters of the task head (``classifier.*``), counted apart from the method."""
-    return sum(t.numel() for t in head_tensors(model, DEFAULT_HEAD_PATTERNS).values())
+    """Parameters of the task head (``classifier.*``), counted apart from the method (inside a prompt wrapper too)."""
+    inner = model.model if isinstance(model, PromptTuningModel) else model
+    return sum(t.numel() for t in head_tensors(inner, DEFAULT_HEAD_PATTERNS).values())
 
 
 def train_real(spec: MethodSpec, lr: float, seed: int, profile: Profile, task: RealTask = RealTask(),

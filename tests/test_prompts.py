@@ -275,8 +275,8 @@ def test_helpful_errors():
         add_prompt_tuning(model, 2, init="text", init_text="hello")
     with pytest.raises(ValueError, match=">= 1"):
         add_prefix_tuning(model, -2)
-    with pytest.raises(TypeError, match="peft's PrefixTuning"):
-        add_prefix_tuning(tiny_bert(), 2)
+    with pytest.raises(TypeError, match="GPT2LMHeadModel has neither"):
+        add_prefix_tuning(tiny_gpt2(), 2)
     with pytest.raises(ValueError, match="prompt tuning uses 4 of the 32 positions"):
         add_prompt_tuning(model, 4)(torch.ones(1, 30, dtype=torch.long))
     with pytest.raises(TypeError, match="add_prompt_tuning"):
@@ -355,3 +355,39 @@ def test_seq_cls_prompt_and_its_head_move_both_ways_with_peft(tmp_path):
                                atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="does not fit this model"):
         load_prompt(add_prompt_tuning(tiny_bert_encoder(), 4), tmp_path / "theirs")
+
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+def test_prefix_on_hf_bert_equals_attending_to_real_tokens(attn_implementation):
+    """A prefix set to the keys/values of real tokens gives what BERT computes when those tokens are in the input.
+
+    In a one-layer BERT the real tokens' outputs depend on the extra tokens only through their keys and values, so
+    prepending the tokens (the real tokens keep their position ids) is a reference computed by HF's own attention.
+    """
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=32, attn_implementation=attn_implementation)
+    bert = BertModel(config, add_pooling_layer=False).eval()
+    x = torch.randint(1, 60, (2, 7))
+    extra = torch.randint(1, 60, (1, 3)).expand(2, -1)          # the same three extra tokens in both rows
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    positions, extra_positions = torch.arange(7).expand(2, -1), torch.arange(20, 23).expand(2, -1)
+    with torch.no_grad():
+        reference = bert(input_ids=torch.cat([extra, x], 1), position_ids=torch.cat([extra_positions, positions], 1),
+                         attention_mask=torch.cat([torch.ones(2, 3, dtype=torch.long), mask], 1))
+        reference = reference.last_hidden_state[:, 3:]
+        h = bert.embeddings(input_ids=extra[:1], position_ids=extra_positions[:1])[0]
+        attn = bert.encoder.layer[0].attention.self
+        kv = torch.stack([attn.key(h), attn.value(h)])           # [2, n, d]: keys and values of the extra tokens
+        encoder = add_prefix_tuning(bert, 3, reparametrize=False)
+        encoder.prefix.copy_(kv[None])
+        prefixed = bert(input_ids=x, position_ids=positions, attention_mask=mask).last_hidden_state
+    real = mask.bool()
+    assert torch.allclose(prefixed[real], reference[real], atol=1e-5)
+    assert type(bert.encoder.layer[0].attention.self).__name__ == "HFPrefixSelfAttention"
+    remove_prefix_tuning(bert)
+    assert bert.encoder.layer[0].attention.self is attn

@@ -16,19 +16,23 @@ the MLP is dropped and ``2 * L * n * d`` numbers remain per task.
 
 :func:`add_prefix_tuning` edits a course model in place: it stores one :class:`PrefixEncoder` as
 ``model.prefix_encoder`` and hooks each :class:`~course_lib.models.attention.MultiHeadSelfAttention`
-to its slice of it. Saving and loading in peft's format: :mod:`course_lib.peft.prompt_files`.
+to its slice of it; in a Hugging Face BERT-style encoder it replaces each ``attention.self`` by
+:class:`HFPrefixSelfAttention`, which runs the same projections with the prefixes in front (peft does this
+through ``past_key_values``, which BERT no longer accepts in transformers 5). Saving and loading in peft's format: :mod:`course_lib.peft.prompt_files`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.attention import MultiHeadSelfAttention
 from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze_where
-from .spine import check_count, unfreeze_head
+from .spine import check_count, set_submodule, unfreeze_head
 
 PREFIX_INIT_STD = 0.02          # direct prefixes and the MLP's weights start N(0, 0.02), like the course models
 
@@ -126,14 +130,66 @@ class PrefixKV(nn.Module):
         return f"layer={self.layer}, n_heads={self.n_heads}"
 
 
+class HFPrefixSelfAttention(nn.Module):
+    """Stands in for a Hugging Face BERT self-attention (``attention.self``): the same projections, the prefix in front.
+
+    Computes ``softmax(q [P_k; K]^T / sqrt(d_head) + mask) [P_v; V]`` in plain PyTorch (the padding mask is
+    widened by ``n`` visible positions), with the wrapped module's own ``query``, ``key``, ``value`` and attention
+    dropout. It returns ``(context, None)``, which the calling ``BertAttention`` of transformers 4.x and 5.x
+    both accept.
+    """
+
+    def __init__(self, base: nn.Module, prefix: PrefixKV) -> None:
+        super().__init__()
+        self.base, self.prefix = base, prefix
+
+    def forward(self, hidden_states: Tensor, attention_mask: Optional[Tensor] = None, *args, **kwargs):
+        """Self-attention over ``[P_k; K]``, ``[P_v; V]``; cross-attention and caches are not supported."""
+        base = self.base
+        if kwargs.get("encoder_hidden_states") is not None or (len(args) > 1 and args[1] is not None):
+            raise ValueError("Prefix tuning here supports encoder self-attention only (no cross-attention).")
+        B, T, _ = hidden_states.shape
+        H, dh = base.num_attention_heads, base.attention_head_size
+
+        def split(t: Tensor) -> Tensor:
+            return t.view(B, -1, H, dh).transpose(1, 2)                            # [B, H, T, d_head]
+
+        pk, pv = self.prefix(B)                                                     # [B, H, n, d_head]
+        q = split(base.query(hidden_states))
+        k = torch.cat([pk.to(q.dtype), split(base.key(hidden_states))], dim=2)
+        v = torch.cat([pv.to(q.dtype), split(base.value(hidden_states))], dim=2)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(dh)                            # [B, H, T, n + T]
+        if attention_mask is not None:
+            mask = attention_mask
+            if mask.dtype == torch.bool:                                            # True = may attend
+                mask = torch.zeros(mask.shape, dtype=scores.dtype, device=mask.device).masked_fill(
+                    ~mask, torch.finfo(scores.dtype).min)
+            scores = scores + F.pad(mask.to(scores.dtype), (pk.size(2), 0), value=0.0)  # the prefix is visible
+        probs = base.dropout(torch.softmax(scores, dim=-1))
+        context = (probs @ v).transpose(1, 2).reshape(B, T, H * dh)
+        return context, None
+
+
+def _hf_self_attentions(model: nn.Module) -> dict[str, nn.Module]:
+    """Hugging Face BERT-style self-attention modules (query/key/value Linears) by path."""
+    found = {}
+    for path, module in model.named_modules():
+        if all(isinstance(getattr(module, n, None), nn.Linear) for n in ("query", "key", "value")) \
+                and hasattr(module, "num_attention_heads") and hasattr(module, "attention_head_size"):
+            if getattr(getattr(module, "config", None), "is_decoder", False):
+                raise TypeError(f"{path}: prefix tuning here supports encoder (non-decoder) Hugging Face models.")
+            found[path] = module
+    return found
+
+
 def _attention_layers(model: nn.Module) -> list[MultiHeadSelfAttention]:
-    layers = [m for m in model.modules() if isinstance(m, MultiHeadSelfAttention)]
-    if not layers:
-        raise TypeError(f"Prefix tuning here supports the course's models (GPT, Encoder, EncoderForMaskedLM, "
-                        f"EncoderForSequenceClassification), whose attention is MultiHeadSelfAttention; "
-                        f"{type(model).__name__} has none. For Hugging Face models use peft's PrefixTuningConfig "
-                        f"with get_peft_model.")
-    return layers
+    return [m for m in model.modules() if isinstance(m, MultiHeadSelfAttention)]
+
+
+def _no_attention_error(model: nn.Module) -> TypeError:
+    return TypeError(f"Prefix tuning here supports the course's models (attention = MultiHeadSelfAttention) and "
+                     f"Hugging Face BERT-style encoders (attention.self with query/key/value); "
+                     f"{type(model).__name__} has neither.")
 
 
 def prefix_encoder_of(model: nn.Module) -> PrefixEncoder:
@@ -147,29 +203,45 @@ def prefix_encoder_of(model: nn.Module) -> PrefixEncoder:
 def add_prefix_tuning(model: nn.Module, n_prefix: int, reparametrize: bool = True, hidden: Optional[int] = None,
                       seed: int = 0) -> PrefixEncoder:
     """Give every attention layer ``n_prefix`` trainable key/value prefixes; the encoder is ``model.prefix_encoder``."""
-    layers = _attention_layers(model)
-    if isinstance(getattr(model, "prefix_encoder", None), PrefixEncoder) or any(a.prefix is not None for a in layers):
+    if isinstance(getattr(model, "prefix_encoder", None), PrefixEncoder) \
+            or any(a.prefix is not None for a in _attention_layers(model)):
         raise ValueError("This model already has prefix tuning: remove_prefix_tuning(model) first.")
-    widths = {a.d_model for a in layers}
+    layers = _attention_layers(model)
+    hf_layers = {} if layers else _hf_self_attentions(model)
+    if not layers and not hf_layers:
+        raise _no_attention_error(model)
+    if layers:
+        widths, heads = {a.d_model for a in layers}, [a.n_heads for a in layers]
+        weight = layers[0].q_proj.weight
+    else:
+        widths = {m.num_attention_heads * m.attention_head_size for m in hf_layers.values()}
+        heads = [m.num_attention_heads for m in hf_layers.values()]
+        weight = next(iter(hf_layers.values())).query.weight
     if len(widths) != 1:
         raise ValueError(f"All attention layers must have the same width for one PrefixEncoder, found {sorted(widths)}")
-    weight = layers[0].q_proj.weight
-    encoder = PrefixEncoder(len(layers), n_prefix, widths.pop(), reparametrize, hidden, seed)
+    n_layers = len(layers) or len(hf_layers)
+    encoder = PrefixEncoder(n_layers, n_prefix, widths.pop(), reparametrize, hidden, seed)
     encoder.to(device=weight.device, dtype=torch.promote_types(weight.dtype, torch.float32))
     model.prefix_encoder = encoder
     for i, attn in enumerate(layers):
-        attn.prefix = PrefixKV(encoder, i, attn.n_heads)
+        attn.prefix = PrefixKV(encoder, i, heads[i])
+    for i, (path, module) in enumerate(hf_layers.items()):
+        set_submodule(model, path, HFPrefixSelfAttention(module, PrefixKV(encoder, i, heads[i])))
     return encoder
 
 
 def remove_prefix_tuning(model: nn.Module) -> PrefixEncoder:
     """Unhook the prefixes and delete ``model.prefix_encoder`` (the model is the base model again); return it."""
     encoder = prefix_encoder_of(model)
-    for attn in list(model.modules()):  # a list: the loop edits the module tree
-        hook = attn.prefix if isinstance(attn, MultiHeadSelfAttention) else None
-        if isinstance(hook, PrefixKV) and hook.encoder is encoder:
-            del attn.prefix     # drop the submodule...
-            attn.prefix = None  # ...and restore the plain None attribute the layer was built with
+    for path, module in list(model.named_modules()):  # a list: the loop edits the module tree
+        hook = module.prefix if isinstance(module, (MultiHeadSelfAttention, HFPrefixSelfAttention)) else None
+        if not (isinstance(hook, PrefixKV) and hook.encoder is encoder):
+            continue
+        if isinstance(module, HFPrefixSelfAttention):
+            set_submodule(model, path, module.base)
+        else:
+            del module.prefix     # drop the submodule...
+            module.prefix = None  # ...and restore the plain None attribute the layer was built with
     del model.prefix_encoder
     return encoder
 
