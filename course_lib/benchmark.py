@@ -112,6 +112,19 @@ def prefix_spec(n_prefix: int, reparametrize: bool = True) -> MethodSpec:
                       {"n_prefix": n_prefix, "reparametrize": reparametrize}, grid="peft")
 
 
+# every linear layer inside MiniLM's transformer blocks (q, k, v, attention output, FFN in and out): QLoRA's choice
+ALL_LINEAR = r"bert\.encoder\.layer\.\d+\..*(query|key|value|dense)"
+
+
+def lora_spec(target_modules: str | list[str] = ("query", "value"), r: int = 8, quantized: bool = False) -> MethodSpec:
+    """LoRA (or QLoRA: NF4 base, ``quantized=True``) on MiniLM's targets, alpha = 2r, as a real-track method."""
+    where = "all linear" if target_modules == ALL_LINEAR else ", ".join(
+        {"query": "q", "key": "k", "value": "v"}.get(t, t) for t in target_modules)
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
+    return MethodSpec(f"{'QLoRA' if quantized else 'LoRA'} r={r} ({where})", "qlora" if quantized else "lora",
+                      {"target_modules": targets, "r": r}, grid="peft")
+
+
 @dataclass
 class RunRecord:
     """One finished run: what it was, what it scored, what it cost, and its learning curve."""

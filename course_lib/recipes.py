@@ -61,11 +61,13 @@ def lora(target_modules: str | Iterable[str] = ("q_proj", "v_proj"), r: int = 8,
     return prepare
 
 
-def qlora(target_modules: Iterable[str] = ("q_proj", "v_proj"), r: int = 8, alpha: Optional[float] = None,
+def qlora(target_modules: str | Iterable[str] = ("q_proj", "v_proj"), r: int = 8, alpha: Optional[float] = None,
           name: str = "task") -> Prepare:
     """An NF4 base with LoRA ``name`` on the target layers (alpha defaults to 2r)."""
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
+
     def prepare(model: nn.Module) -> nn.Module:
-        prepare_qlora(model, list(target_modules), r=r, alpha=alpha if alpha is not None else 2 * r, name=name)
+        prepare_qlora(model, targets, r=r, alpha=alpha if alpha is not None else 2 * r, name=name)
         return model
     return prepare
 
