@@ -64,6 +64,7 @@ class SFTSizes:
     real_batch: int
     real_train: int        # training records for SmolLM2
     real_test: int         # test records for SmolLM2 (before and after)
+    real_ppl_texts: int    # real sentences SmolLM2's perplexity is measured on (notebook 08's 4-bit data types)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ PROFILES: dict[str, Profile] = {
                                      n_heads=2, d_ff=64, dropout=0.0, steps=40, batch_size=32, lr=3e-3,
                                      warmup_ratio=0.1, eval_every=20, decode_max_len=30),
         sft=SFTSizes(n_train=400, n_test_per_type=2, steps=40, batch_size=16, full_lr=3e-3, lora_lr=3e-3, lora_r=8,
-                     throughput_steps=4, real_steps=2, real_batch=2, real_train=8, real_test=4),
+                     throughput_steps=4, real_steps=2, real_batch=2, real_train=8, real_test=4, real_ppl_texts=8),
         real=RealSizes(n_train=64, n_val=32, n_test=64, max_len=32, batch_size=8, steps=4, eval_every=2,
                        lr_grids={"full": (1e-4,), "peft": (1e-3,), "head": (3e-3,), "prompt": (3e-2,)}),
     ),
@@ -151,7 +152,7 @@ PROFILES: dict[str, Profile] = {
                                      n_heads=4, d_ff=256, dropout=0.1, steps=800, batch_size=16, lr=1.5e-3,
                                      warmup_ratio=0.05, eval_every=100, decode_max_len=38),
         sft=SFTSizes(n_train=3000, n_test_per_type=12, steps=600, batch_size=32, full_lr=3e-3, lora_lr=3e-3,
-                     lora_r=8, throughput_steps=40, real_steps=24, real_batch=4, real_train=96, real_test=36),
+                     lora_r=8, throughput_steps=40, real_steps=24, real_batch=4, real_train=96, real_test=36, real_ppl_texts=96),
         real=RealSizes(n_train=2000, n_val=400, n_test=1000, max_len=48, batch_size=16, steps=200, eval_every=50,
                        lr_grids={"full": (3e-5, 1e-4, 3e-4, 1e-3), "peft": (3e-4, 1e-3, 3e-3, 1e-2),
                                  "head": (1e-3, 3e-3, 1e-2, 3e-2), "prompt": (1e-2, 3e-2, 1e-1, 3e-1)}),
@@ -166,7 +167,7 @@ PROFILES: dict[str, Profile] = {
                                      n_heads=8, d_ff=1024, dropout=0.1, steps=8000, batch_size=128, lr=7e-4,
                                      warmup_ratio=0.05, eval_every=500, decode_max_len=38),
         sft=SFTSizes(n_train=8000, n_test_per_type=40, steps=3000, batch_size=64, full_lr=2e-3, lora_lr=2e-3,
-                     lora_r=8, throughput_steps=100, real_steps=300, real_batch=16, real_train=4000, real_test=200),
+                     lora_r=8, throughput_steps=100, real_steps=300, real_batch=16, real_train=4000, real_test=200, real_ppl_texts=1000),
         real=RealSizes(n_train=6000, n_val=1000, n_test=2000, max_len=64, batch_size=32, steps=600, eval_every=100,
                        lr_grids={"full": (3e-5, 1e-4, 3e-4, 1e-3), "peft": (3e-4, 1e-3, 3e-3, 1e-2),
                                  "head": (1e-3, 3e-3, 1e-2, 3e-2), "prompt": (1e-2, 3e-2, 1e-1, 3e-1)}),

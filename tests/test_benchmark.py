@@ -126,3 +126,47 @@ def test_the_whole_protocol_runs_in_ci(real_env):
     assert [r.lr for r in result.grid_runs] == list(profile.real.lr_grids["head"])
     assert result.runs[0] in result.grid_runs and len(result.runs) == profile.seeds
     assert result.runs[0].method_params == 0, "head-only trains the head alone"
+
+
+def test_method_spec_builders_name_their_options_and_share_cache_keys():
+    profile, task = get_profile("ci"), benchmark.RealTask()
+    assert benchmark.adapter_spec("houlsby").options == {"placement": "houlsby", "reduction_factor": 16}
+    assert benchmark.adapter_spec("pfeiffer", 16, activation="gelu").name == "Pfeiffer adapter (rf=16, activation=gelu)"
+    assert benchmark.prompt_spec(24).grid == "prompt" and benchmark.prefix_spec(2).grid == "peft"
+    assert benchmark.prefix_spec(2, reparametrize=False).name == "prefix tuning (n=2, direct)"
+    # lora_spec() is the same run as real_methods()'s LoRA r=8 (q, v): one cache entry, whatever the label
+    same = [run_key(spec, 1e-3, 0, profile, task) for spec in (benchmark.lora_spec(), real_methods()["LoRA r=8 (q, v)"])]
+    assert same[0] == same[1]
+    assert benchmark.lora_spec(benchmark.ALL_LINEAR, quantized=True).name == "QLoRA r=8 (all linear)"
+    assert benchmark.lora_spec(quantized=True).recipe == "qlora"
+
+
+def test_all_linear_targets_every_block_linear_and_nothing_else():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from course_lib.peft import add_lora
+
+    bert = BertForSequenceClassification(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2,
+                                                    num_attention_heads=2, intermediate_size=32, num_labels=2))
+    paths = add_lora(bert, "x", benchmark.ALL_LINEAR, r=2)
+    assert len(paths) == 2 * 6 and not any("pooler" in p or "classifier" in p for p in paths)
+
+
+def test_capstone_contenders_and_their_deployed_forms(real_env):
+    from course_lib.peft.lora import lora_layers
+    from course_lib.peft.prefix_tuning import HFPrefixSelfAttention
+    from course_lib.peft.prompt_tuning import PromptTuningModel
+    from course_lib.peft.quant import Linear4bit
+    from course_lib.real_capstone import contenders, deployed_model
+
+    found = contenders()
+    assert len(found) == len({c.spec.name for c in found.values()}) >= 12
+    merged = deployed_model(found["LoRA r=8 (q, v)"])
+    assert not lora_layers(merged), "merged LoRA serves the base architecture"
+    assert isinstance(deployed_model(found["prompt tuning (n=24)"]), PromptTuningModel)
+    prefixed = deployed_model(found["prefix tuning (n=2, direct)"])
+    assert any(isinstance(m, HFPrefixSelfAttention) for m in prefixed.modules())
+    assert not prefixed.prefix_encoder.reparametrized
+    assert any(isinstance(m, Linear4bit) for m in deployed_model(found["QLoRA r=8 (q, v)"]).modules())
+    with pytest.raises(ValueError, match="family must be one of"):
+        type(found["BitFit"])(found["BitFit"].spec, "magic", "base architecture")

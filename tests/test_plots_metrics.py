@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from course_lib.metrics import accuracy, perplexity, subset_accuracy
+from course_lib.metrics import accuracy, bootstrap_ratio, perplexity, subset_accuracy, text_nll, text_perplexity
 from course_lib.plots import (plot_bars, plot_curves, plot_grouped_bars, plot_histories, plot_param_counts,
                               plot_storage_vs_tasks, plot_tradeoff)
 from course_lib.train import History
@@ -100,3 +100,39 @@ def test_tradeoff_plot_labels_every_point_and_colours_by_group():
     assert len(ax.get_legend().get_texts()) == 3
     with pytest.raises(ValueError, match="do not exist"):
         plot_tradeoff(points, groups={"qlora": "quantized"})
+
+
+
+class _PairTokenizer:
+    """A stand-in Hugging Face tokenizer: one id per character, right padding with 0."""
+
+    def __call__(self, texts, return_tensors="pt", padding=True, truncation=True, max_length=64):
+        from transformers import BatchEncoding
+
+        rows = [[1 + ord(ch) % 40 for ch in text][:max_length] for text in texts]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        return BatchEncoding({"input_ids": ids, "attention_mask": mask})
+
+
+def test_text_nll_is_per_text_padding_free_and_matches_the_lm_loss():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=32, n_embd=16, n_layer=1, n_head=2)).eval()
+    tok = _PairTokenizer()
+    texts = ["a short one", "a much longer sentence here", "mid length"]
+    together = text_nll(lm, tok, texts, batch_size=3)
+    alone = torch.cat([text_nll(lm, tok, [t]) for t in texts])
+    torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-5)  # padding never counts
+    assert together[:, 1].tolist() == [len(t) - 1 for t in texts]
+    ids = tok([texts[1]])["input_ids"]
+    mean_loss = float(lm(input_ids=ids, labels=ids).loss)  # HF's own shifted loss
+    assert math.isclose(text_perplexity(alone[1:2]), math.exp(mean_loss), rel_tol=1e-4)
+    low, high = bootstrap_ratio(together, together)
+    assert low == high == 1.0
+    with pytest.raises(ValueError, match="paired texts"):
+        bootstrap_ratio(together, together[:2])
+    with pytest.raises(ValueError, match="at least one text"):
+        text_nll(lm, tok, [])

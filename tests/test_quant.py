@@ -10,7 +10,7 @@ from torch import nn
 from course_lib.params import count_parameters
 from course_lib.peft.lora import LoRALinear, add_lora, lora_layers, merge_and_unload, set_active_lora
 from course_lib.peft.quant import (Linear4bit, cast_error, cast_model_bytes, dequantize, dequantize_model,
-                                   int4_code_book, max_half_gap, model_weight_bytes, nf4_code_book, pack_4bit,
+                                   fp4_code_book, int4_code_book, max_half_gap, model_weight_bytes, nf4_code_book, pack_4bit,
                                    quantize, quantize_model, reconstruction_error, unpack_4bit)
 from course_lib.peft.qlora import prepare_qlora
 
@@ -38,6 +38,14 @@ def test_code_books():
     torch.testing.assert_close(nf4, torch.tensor(BNB_NF4), atol=1e-6, rtol=0)  # the published bitsandbytes table
     int4 = int4_code_book()
     assert int4.shape == (15,) and int4.min() == -1 and int4.max() == 1 and (int4 == 0).sum() == 1
+    fp4 = fp4_code_book()  # bitsandbytes' FP4 tree (dDequantizeFP4Tree): E2M1, bias 3, one subnormal, max 12
+    bnb_fp4 = [0.0, 0.005208333333, 0.16666667, 0.25, 0.33333333, 0.5, 0.66666667, 1.0]
+    torch.testing.assert_close(fp4[8:], torch.tensor(bnb_fp4), atol=1e-7, rtol=0)
+    torch.testing.assert_close(fp4[:8], -torch.tensor(bnb_fp4).flip(0), atol=1e-7, rtol=0)
+    w = gaussian(4, 64)
+    q = quantize(w, "fp4", block_size=64)
+    levels = dequantize(q) / block_absmax(w, 64).repeat_interleave(64).view(4, 64)
+    assert all(any(abs(v - level) < 1e-6 for level in bnb_fp4 + [-x for x in bnb_fp4]) for v in levels.flatten().tolist())
     torch.testing.assert_close(int4[1:] - int4[:-1], torch.full((14,), 1 / 7))
     assert max_half_gap("int4") == pytest.approx(1 / 14)
     assert max_half_gap("nf4") == pytest.approx((1 + BNB_NF4[1]) / 2, abs=1e-6)  # -1 .. -0.696: the widest gap
@@ -125,8 +133,8 @@ def test_bad_arguments():
             quantize(weight, block_size=bad)
     with pytest.raises(ValueError, match="dq_block_size"):
         quantize(weight, double_quant=True, dq_block_size=0)
-    with pytest.raises(ValueError, match=r"allowed: \['nf4', 'int4'\]"):
-        quantize(weight, code_book="fp4")
+    with pytest.raises(ValueError, match=r"allowed: \['nf4', 'int4', 'fp4'\]"):
+        quantize(weight, code_book="fp8")
     with pytest.raises(TypeError, match="floating-point"):
         quantize(torch.ones(4, dtype=torch.int64))
 

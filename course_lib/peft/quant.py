@@ -22,7 +22,8 @@ book spans exactly ``[-1, 1]``. The outermost quantile cannot be ``delta = 1`` (
 infinite); like bitsandbytes we use ``delta = 1 - (1/(2*15) + 1/(2*16))/2 = 0.9677083``,
 the mean of the last bin centres of a 15- and a 16-bin quantile grid. This reproduces the
 published bitsandbytes NF4 table to ~2e-7. :func:`int4_code_book` is the uniform
-counterpart, ``k/7`` for ``k = -7..7`` (15 levels, the usual symmetric absmax int4).
+counterpart, ``k/7`` for ``k = -7..7`` (15 levels, the usual symmetric absmax int4), and
+:func:`fp4_code_book` is bitsandbytes' FP4 (E2M1), the other 4-bit float the QLoRA paper compares.
 
 **Memory per parameter.** 4 bits of code plus the block's fp32 absmax::
 
@@ -65,7 +66,7 @@ from torch import Tensor, nn
 
 from .spine import match_targets, set_submodule
 
-CODE_BOOKS = ("nf4", "int4")
+CODE_BOOKS = ("nf4", "int4", "fp4")
 NF4_OFFSET = 1 - 0.5 * (1 / (2 * 15) + 1 / (2 * 16))  # 0.9677083...: see the module docstring
 DEFAULT_SKIP = ("classifier", "lm_head", "score", "head")
 
@@ -86,17 +87,29 @@ def int4_code_book() -> Tensor:
     return torch.arange(-7, 8, dtype=torch.float64).div(7).float()
 
 
+def fp4_code_book() -> Tensor:
+    """bitsandbytes' FP4 levels (sorted, float32, in [-1, 1]): E2M1 with exponent bias 3 and a subnormal.
+
+    The positive magnitudes are 0, 0.0625, 2, 3, 4, 6, 8, 12, divided by the largest (12); the sign bit gives
+    their negatives, so zero appears twice (+0 and -0) and the 16 codes hold 15 distinct values.
+    """
+    magnitudes = torch.tensor([0.0, 0.0625, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0], dtype=torch.float64) / 12
+    return torch.cat([-magnitudes, magnitudes]).sort().values.float()
+
+
 @lru_cache(maxsize=None)
 def _cpu_code_book(name: str) -> Tensor:
     if name == "nf4":
         return nf4_code_book()
     if name == "int4":
         return int4_code_book()
+    if name == "fp4":
+        return fp4_code_book()
     raise ValueError(f"Unknown code book {name!r}; allowed: {list(CODE_BOOKS)}")
 
 
 def get_code_book(name: str, device: torch.device | str | None = None) -> Tensor:
-    """The code book called ``name`` ("nf4" or "int4") on ``device``."""
+    """The code book called ``name`` ("nf4", "int4" or "fp4") on ``device``."""
     if not isinstance(name, str):
         raise ValueError(f"code_book must be one of {list(CODE_BOOKS)}, got {name!r}")
     return _cpu_code_book(name.lower()).to(device or "cpu", copy=True)
@@ -209,7 +222,7 @@ def _dequantize_absmax(absmax_q: Tensor, scale: Tensor, mean: Tensor, dq_block_s
 
 def quantize(weight: Tensor, code_book: str = "nf4", block_size: int = 64, double_quant: bool = False,
              dq_block_size: int = 256) -> QuantizedTensor:
-    """Block-wise absmax 4-bit quantization of ``weight`` with code book "nf4" or "int4"."""
+    """Block-wise absmax 4-bit quantization of ``weight`` with code book "nf4", "int4" or "fp4"."""
     if not isinstance(weight, Tensor) or not weight.is_floating_point():
         raise TypeError(f"quantize needs a floating-point tensor, got "
                         f"{weight.dtype if isinstance(weight, Tensor) else type(weight).__name__}")
