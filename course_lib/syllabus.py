@@ -25,7 +25,7 @@ SYLLABUS: tuple[Lesson, ...] = (
     Lesson(2, "02_full_finetuning.ipynb", "Full fine-tuning and selective baselines (head, top-k, BitFit)",
            ("000", "003"), ("peft.freezing", "finetune")),
     Lesson(3, "03_adapters.ipynb", "Bottleneck adapters: Houlsby vs Pfeiffer, series vs parallel",
-           ("000", "002"), ("peft.adapters",)),
+           ("000", "002"), ("peft.adapters", "benchmark")),
     Lesson(4, "04_adapter_fusion.ipynb", "AdapterFusion: attention over frozen task adapters", ("000",),
            ("peft.fusion",)),
     Lesson(5, "05_lora.ipynb", "LoRA from scratch: merge/unmerge, which weights, task switching",
@@ -35,13 +35,13 @@ SYLLABUS: tuple[Lesson, ...] = (
     Lesson(7, "07_prompt_prefix.ipynb", "Prompt tuning and prefix tuning: hard vs soft prompts",
            ("001", "002", "004"), ("peft.prompt_tuning", "peft.prefix_tuning")),
     Lesson(8, "08_qlora.ipynb", "QLoRA: NF4 from scratch, LoRA on a 4-bit base", ("001", "003"),
-           ("peft.quant", "peft.qlora")),
+           ("peft.quant", "peft.qlora", "metrics")),
     Lesson(9, "09_alpaca.ipynb", "Alpaca instruction tuning: template, EOS, padding vs packing, masked loss",
            ("004", "002"), ("instruct", "hub")),
     Lesson(10, "10_p_transformer.ipynb", "P-Transformer exercise: base vs P vs P + teacher forcing, BLEU-4",
            ("001",), ("translation",)),
     Lesson(11, "11_capstone.ipynb", "Capstone: every method on one task; when to use which", ("all",),
-           ("compare", "recipes")),
+           ("benchmark", "real_capstone", "recipes")),
 )
 
 
