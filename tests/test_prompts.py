@@ -383,7 +383,7 @@ def test_prefix_on_hf_bert_equals_attending_to_real_tokens(attn_implementation):
         h = bert.embeddings(input_ids=extra[:1], position_ids=extra_positions[:1])[0]
         attn = bert.encoder.layer[0].attention.self
         kv = torch.stack([attn.key(h), attn.value(h)])           # [2, n, d]: keys and values of the extra tokens
-        encoder = add_prefix_tuning(bert, 3, reparametrize=False)
+        encoder = add_prefix_tuning(bert, 3, reparametrize=False, shift_positions=False)
         encoder.prefix.copy_(kv[None])
         prefixed = bert(input_ids=x, position_ids=positions, attention_mask=mask).last_hidden_state
     real = mask.bool()
@@ -391,3 +391,41 @@ def test_prefix_on_hf_bert_equals_attending_to_real_tokens(attn_implementation):
     assert type(bert.encoder.layer[0].attention.self).__name__ == "HFPrefixSelfAttention"
     remove_prefix_tuning(bert)
     assert bert.encoder.layer[0].attention.self is attn
+
+
+
+def test_prefix_on_hf_bert_shifts_positions_like_peft():
+    """By default the real tokens take positions n..n+T-1 (peft's prefixes are BERT's past tokens); and where the
+    installed peft can put prefixes into BERT (transformers 4.x), its logits equal ours for the same prefixes."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, num_labels=2)
+    base = BertForSequenceClassification(config).eval()
+    shifted, plain = copy.deepcopy(base), copy.deepcopy(base)
+    prefixes = torch.randn(2, 2, 3, 32) * 0.5
+    for model, shift in ((shifted, True), (plain, False)):
+        add_prefix_tuning(model, 3, reparametrize=False, shift_positions=shift).prefix.data.copy_(prefixes)
+    x = torch.randint(1, 60, (2, 7))
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    with torch.no_grad():
+        ours = shifted(input_ids=x, attention_mask=mask).logits
+        torch.testing.assert_close(ours, plain(input_ids=x, attention_mask=mask,
+                                               position_ids=torch.arange(3, 10).expand(2, -1)).logits)
+        assert not torch.allclose(ours, plain(input_ids=x, attention_mask=mask).logits)
+    remove_prefix_tuning(shifted)
+    with torch.no_grad():
+        torch.testing.assert_close(shifted(input_ids=x, attention_mask=mask).logits,
+                                   base(input_ids=x, attention_mask=mask).logits)
+    peft = pytest.importorskip("peft")
+    reference = peft.get_peft_model(copy.deepcopy(base), peft.PrefixTuningConfig(task_type="SEQ_CLS",
+                                                                                 num_virtual_tokens=3)).eval()
+    with torch.no_grad():  # peft's layout: [n, L * 2 * d], ordered (layer, key/value, d)
+        reference.prompt_encoder["default"].embedding.weight.copy_(prefixes.permute(2, 0, 1, 3).reshape(3, -1))
+        try:
+            theirs = reference(input_ids=x, attention_mask=mask).logits
+        except Exception as error:  # peft cannot give BERT past_key_values under transformers 5
+            pytest.skip(f"this peft/transformers pair cannot prefix-tune BERT: {error}")
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

@@ -201,8 +201,13 @@ def prefix_encoder_of(model: nn.Module) -> PrefixEncoder:
 
 
 def add_prefix_tuning(model: nn.Module, n_prefix: int, reparametrize: bool = True, hidden: Optional[int] = None,
-                      seed: int = 0) -> PrefixEncoder:
-    """Give every attention layer ``n_prefix`` trainable key/value prefixes; the encoder is ``model.prefix_encoder``."""
+                      seed: int = 0, shift_positions: bool = True) -> PrefixEncoder:
+    """Give every attention layer ``n_prefix`` trainable key/value prefixes; the encoder is ``model.prefix_encoder``.
+
+    In a Hugging Face encoder the real tokens then take positions ``n .. n+T-1`` (``shift_positions=True``),
+    as with peft, whose prefixes enter as ``past_key_values`` that BERT's embeddings count as earlier tokens;
+    ``shift_positions=False`` keeps positions ``0 .. T-1``. The course's own models never shift.
+    """
     if isinstance(getattr(model, "prefix_encoder", None), PrefixEncoder) \
             or any(a.prefix is not None for a in _attention_layers(model)):
         raise ValueError("This model already has prefix tuning: remove_prefix_tuning(model) first.")
@@ -227,7 +232,32 @@ def add_prefix_tuning(model: nn.Module, n_prefix: int, reparametrize: bool = Tru
         attn.prefix = PrefixKV(encoder, i, heads[i])
     for i, (path, module) in enumerate(hf_layers.items()):
         set_submodule(model, path, HFPrefixSelfAttention(module, PrefixKV(encoder, i, heads[i])))
+    if hf_layers and shift_positions:
+        embeddings = _hf_position_embeddings(model)
+        encoder.__dict__["_position_hook"] = embeddings.register_forward_pre_hook(
+            lambda module, args, kwargs: _shifted_positions(module, args, kwargs, n_prefix), with_kwargs=True)
     return encoder
+
+
+def _hf_position_embeddings(model: nn.Module) -> nn.Module:
+    """The embeddings module of a Hugging Face BERT-style encoder (it owns ``position_embeddings``)."""
+    found = [m for m in model.modules() if isinstance(getattr(m, "position_embeddings", None), nn.Embedding)]
+    if len(found) != 1:
+        raise TypeError(f"Expected one embeddings module with position_embeddings, found {len(found)}: pass "
+                        f"shift_positions=False.")
+    return found[0]
+
+
+def _shifted_positions(module: nn.Module, args: tuple, kwargs: dict, n_prefix: int):
+    """Forward pre-hook: give the real tokens positions n .. n+T-1 unless the caller passed position_ids."""
+    if kwargs.get("position_ids") is not None or args[2:3] and args[2] is not None:
+        return None
+    tokens = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else (args[0] if args else None)
+    if tokens is None:
+        tokens = kwargs["inputs_embeds"][..., 0]
+    T = tokens.shape[1]
+    kwargs["position_ids"] = torch.arange(n_prefix, n_prefix + T, device=tokens.device).expand(tokens.shape[0], -1)
+    return args, kwargs
 
 
 def remove_prefix_tuning(model: nn.Module) -> PrefixEncoder:
@@ -242,6 +272,9 @@ def remove_prefix_tuning(model: nn.Module) -> PrefixEncoder:
         else:
             del module.prefix     # drop the submodule...
             module.prefix = None  # ...and restore the plain None attribute the layer was built with
+    hook = encoder.__dict__.pop("_position_hook", None)
+    if hook is not None:
+        hook.remove()
     del model.prefix_encoder
     return encoder
 
