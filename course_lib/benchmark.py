@@ -42,7 +42,8 @@ from .train import History, TrainConfig
 RUNS_VERSION = 1  # bump when the protocol changes what a cached run means
 LR_GRIDS = ("full", "peft", "head", "prompt")
 SELECTIVE: dict[str, Callable[..., Any]] = {"head_only": head_only, "bitfit": bitfit, "top_k_layers": top_k_layers}
-RECIPES = ("full_finetuning", "selective", "lora", "qlora", "adapter", "prefix_tuning", "prompt_tuning")
+RECIPES = ("full_finetuning", "selective", "lora", "qlora", "adapter", "adapter_fusion", "prefix_tuning",
+           "prompt_tuning")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ class MethodSpec:
             raise ValueError(f"{self.name}: unknown lr grid {self.grid!r}; allowed: {', '.join(LR_GRIDS)}.")
         if self.recipe == "selective" and self.options.get("select") not in SELECTIVE:
             raise ValueError(f"{self.name}: a selective method needs select= one of {', '.join(SELECTIVE)}.")
+        sources = self.options.get("sources")
+        if self.recipe == "adapter_fusion" and (not isinstance(sources, list) or not sources
+                                                or not all(isinstance(s, str) for s in sources)):
+            raise ValueError(f"{self.name}: AdapterFusion needs sources= a list of cached source-adapter folder names "
+                             f"(course_lib.real_fusion.fusion_spec builds it), got {sources!r}.")
 
     def prepare(self) -> recipes.Prepare:
         """The recipe's prepare(model) step."""
@@ -68,6 +74,8 @@ class MethodSpec:
             options = dict(self.options)
             select = SELECTIVE[options.pop("select")]
             return recipes.selective(lambda model: select(model, **options))
+        if self.recipe == "adapter_fusion":  # the sources live in the run cache, named by their run keys
+            return recipes.adapter_fusion(runs_dir(), self.options["sources"])
         return getattr(recipes, self.recipe)(**self.options)
 
 
@@ -159,12 +167,20 @@ class RealTask:
     domain: str = "movie"
     task: str = "polarity"
     model: str = "minilm"
+    n_train: Optional[int] = None  # training sentences; None: the profile's (a small target for AdapterFusion)
 
     def __post_init__(self) -> None:
         if self.domain not in FILES:
             raise ValueError(f"unknown domain {self.domain!r}; allowed: {', '.join(FILES)}")
         if self.model != "minilm":
             raise ValueError(f"unknown real model {self.model!r}; the offline real track uses 'minilm'")
+        if self.n_train is not None and (isinstance(self.n_train, bool) or not isinstance(self.n_train, int)
+                                         or self.n_train < 2):
+            raise ValueError(f"n_train must be None (the profile's) or an integer >= 2, got {self.n_train!r}")
+
+    def key_parts(self) -> dict:
+        """The fields that decide a run (unset options left out, so older cache keys stay valid)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def load_real_model(num_labels: int, label_names: list[str], seed: int) -> tuple[nn.Module, Any]:
@@ -191,7 +207,7 @@ def run_key(spec: MethodSpec, lr: float, seed: int, profile: Profile, task: Real
     sizes = asdict(profile.real)
     sizes.pop("lr_grids", None)  # the grid decides which runs happen, not what one run gives
     parts = {"method": [spec.recipe, spec.options], "lr": lr, "seed": seed, "sizes": sizes,
-             "precision": profile.precision, "task": asdict(task), "versions": _versions()}
+             "precision": profile.precision, "task": task.key_parts(), "versions": _versions()}
     kind = torch.device(device).type if device is not None else "cpu"
     if kind != "cpu":
         parts["device"] = kind
@@ -218,7 +234,8 @@ def _write(path: Path, record: RunRecord) -> None:
 def real_splits(profile: Profile, task: RealTask = RealTask()):
     """The profile's real-track splits (train / validation / test) of the task."""
     sizes = profile.real
-    return load_sentiment(task.domain, task.task, n_train=sizes.n_train, n_val=sizes.n_val, n_test=sizes.n_test)
+    n_train = task.n_train if task.n_train is not None else sizes.n_train
+    return load_sentiment(task.domain, task.task, n_train=n_train, n_val=sizes.n_val, n_test=sizes.n_test)
 
 
 def head_parameter_count(model: nn.Module) -> int:

@@ -1,0 +1,55 @@
+"""AdapterFusion on the real track: source adapters trained on other domains, then fused on a small target.
+
+Stage 1 trains one Pfeiffer adapter per source domain (movie, Amazon and tweet sentences) with the full real-track
+budget and keeps its files next to its run record in the run cache (``runs/<key>.adapter``), so the sources train
+once and every target size and seed reuses them. Stage 2 is an ordinary real-track method: its options name the
+sources by their run keys (stable across machines), and :meth:`MethodSpec.prepare` loads them from the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+
+from .benchmark import MethodSpec, RealTask, RunRecord, adapter_spec, real_run, run_key, runs_dir, train_real
+from .checkpoints import file_lock, write_json_atomic
+from .peft import save_adapter
+from .profiles import Profile, get_device
+
+SOURCE_DOMAINS = ("movie", "amazon", "tweets")
+TARGET_DOMAIN = "nyt"
+
+
+def source_spec(domain: str, placement: str = "pfeiffer", reduction_factor: int = 16) -> MethodSpec:
+    """The adapter trained on a source domain, named after it (so several can be loaded into one model)."""
+    spec = adapter_spec(placement, reduction_factor)
+    return MethodSpec(f"source adapter ({domain})", spec.recipe, {**spec.options, "name": domain}, grid=spec.grid)
+
+
+def source_adapter(domain: str, lr: float, profile: Profile, device: Optional[torch.device] = None,
+                   show_progress: bool = True) -> tuple[Path, RunRecord]:
+    """Stage 1 for one domain (seed 0): the saved adapter's folder and its run record, trained once and cached."""
+    device = device or get_device()
+    spec, task = source_spec(domain), RealTask(domain)
+    key = run_key(spec, lr, 0, profile, task, device)
+    folder, record_path = runs_dir() / f"{key}.adapter", runs_dir() / f"{key}.json"
+    with file_lock(Path(f"{folder}.lock")):
+        if not (folder / "adapter_config.json").is_file() or not record_path.is_file():
+            record, model = train_real(spec, lr, 0, profile, task, device=device, show_progress=show_progress)
+            record.key = key
+            save_adapter(model, domain, folder)
+            write_json_atomic(record_path, asdict(record))
+    return folder, real_run(spec, lr, 0, profile, task, device=device, show_progress=show_progress)
+
+
+def fusion_spec(domains: Iterable[str], lr: float, profile: Profile, device: Optional[torch.device] = None,
+                show_progress: bool = True) -> MethodSpec:
+    """Stage 2 as a real-track method: AdapterFusion over the cached source adapters (trained here if missing)."""
+    domains = list(domains)
+    if not domains:
+        raise ValueError(f"AdapterFusion needs at least one source domain, e.g. {list(SOURCE_DOMAINS)}")
+    keys = [source_adapter(d, lr, profile, device, show_progress)[0].name for d in domains]
+    return MethodSpec(f"AdapterFusion ({', '.join(domains)})", "adapter_fusion", {"sources": keys}, grid="peft")
