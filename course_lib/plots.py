@@ -148,11 +148,33 @@ def plot_tradeoff(points: Mapping[str, tuple[float, float]], groups: Mapping[str
         ax.errorbar([x], [y], yerr=None if err is None else [err], fmt="o", ms=7, color=palette[group], capsize=3,
                     label=group if group and group not in seen else None)
         seen.add(group)
-        ax.annotate(name, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
     if logx:
         ax.set_xscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    _label_points(ax, points)
     if any(groups.values()):
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _label_points(ax, points: Mapping[str, tuple[float, float]], fontsize: int = 8) -> None:
+    """Label each point, moving a label down a line while it would overlap one placed before (high points first)."""
+    ax.figure.canvas.draw()  # fix the limits, so data -> pixel positions are final
+    line = fontsize * 1.4 * ax.figure.dpi / 72  # one text line, in pixels
+    placed: list[tuple[float, float, float]] = []  # (left, right, baseline) of labels, in pixels
+    right_edge = ax.transAxes.transform((1.0, 0.0))[0]
+    for name, (x, y) in sorted(points.items(), key=lambda item: -item[1][1]):
+        px, py = ax.transData.transform((x, y))
+        width = len(name) * fontsize * 0.55 * ax.figure.dpi / 72
+        flip = px + 5 + width > right_edge  # no room on the right: put the label on the left of the point
+        left = px - 5 - width if flip else px + 5
+        dy = 4.0
+        while any(left < r and left + width > l and abs(py + dy * ax.figure.dpi / 72 - b) < line
+                  for l, r, b in placed):
+            dy -= line * 72 / ax.figure.dpi
+        placed.append((left, left + width, py + dy * ax.figure.dpi / 72))
+        moved = dy < 0  # pushed below its point: a thin leader line says which point it names
+        ax.annotate(name, (x, y), xytext=(-5 if flip else 5, dy), textcoords="offset points", fontsize=fontsize,
+                    ha="right" if flip else "left",
+                    arrowprops=dict(arrowstyle="-", lw=0.5, color="#999999") if moved else None)
