@@ -75,7 +75,8 @@ class MethodSpec:
             select = SELECTIVE[options.pop("select")]
             return recipes.selective(lambda model: select(model, **options))
         if self.recipe == "adapter_fusion":  # the sources live in the run cache, named by their run keys
-            return recipes.adapter_fusion(runs_dir(), self.options["sources"])
+            return recipes.adapter_fusion(runs_dir(), self.options["sources"],
+                                          uniform=self.options.get("uniform", False))
         return getattr(recipes, self.recipe)(**self.options)
 
 

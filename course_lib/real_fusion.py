@@ -46,10 +46,15 @@ def source_adapter(domain: str, lr: float, profile: Profile, device: Optional[to
 
 
 def fusion_spec(domains: Iterable[str], lr: float, profile: Profile, device: Optional[torch.device] = None,
-                show_progress: bool = True) -> MethodSpec:
-    """Stage 2 as a real-track method: AdapterFusion over the cached source adapters (trained here if missing)."""
+                show_progress: bool = True, uniform: bool = False) -> MethodSpec:
+    """Stage 2 as a real-track method: AdapterFusion over the cached source adapters (trained here if missing).
+
+    ``uniform=True`` is the ablation: the same sources mixed with equal weights, only the value projection trains.
+    """
     domains = list(domains)
     if not domains:
         raise ValueError(f"AdapterFusion needs at least one source domain, e.g. {list(SOURCE_DOMAINS)}")
     keys = [source_adapter(d, lr, profile, device, show_progress)[0].name for d in domains]
-    return MethodSpec(f"AdapterFusion ({', '.join(domains)})", "adapter_fusion", {"sources": keys}, grid="peft")
+    label = "uniform mix" if uniform else "AdapterFusion"
+    options = {"sources": keys, **({"uniform": True} if uniform else {})}
+    return MethodSpec(f"{label} ({', '.join(domains)})", "adapter_fusion", options, grid="peft")

@@ -90,10 +90,11 @@ def prefix_tuning(n_prefix: int, reparametrize: bool = True, **options: Any) -> 
     return prepare
 
 
-def adapter_fusion(sources: str | Path, adapters: Optional[Iterable[str]] = None, name: str = "fusion") -> Prepare:
+def adapter_fusion(sources: str | Path, adapters: Optional[Iterable[str]] = None, name: str = "fusion",
+                   uniform: bool = False) -> Prepare:
     """Load saved adapters from ``sources/<name>`` (all, sorted, or ``adapters`` in order) and fuse them.
 
-    The adapters stay frozen; the fusion layers (+ the head) train.
+    The adapters stay frozen; the fusion layers (+ the head) train. ``uniform=True``: the ablation without attention.
     """
     def prepare(model: nn.Module) -> nn.Module:
         root = Path(sources)
@@ -102,7 +103,7 @@ def adapter_fusion(sources: str | Path, adapters: Optional[Iterable[str]] = None
         if not folders:
             raise ValueError(f"AdapterFusion needs trained source adapters in {sources}: see train_source_adapters")
         names = [load_adapter(model, path) for path in folders]
-        add_fusion(model, names, name=name)
+        add_fusion(model, names, name=name, uniform=uniform)
         mark_fusion_trainable(model, name)
         return model
     return prepare

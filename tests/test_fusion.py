@@ -357,3 +357,31 @@ def test_hugging_face_bert():
     assert not torch.allclose(logits(model, vocab=50), fresh, atol=1e-5)
     weights = fusion_attention(model, "fusion")
     assert [w.shape for w in weights.values()] == [(3, 10, 2)] * 2
+
+
+def test_uniform_ablation_mixes_equally_trains_only_v_and_round_trips(tmp_path, data):
+    layer = FusionLayer(8, ["a", "b", "c"], uniform=True).eval()
+    assert layer.query is None and layer.key is None
+    assert count_parameters(layer).total == 8 * 8  # V only
+    h, deltas = torch.randn(2, 5, 8), torch.randn(2, 5, 3, 8)
+    with torch.no_grad():
+        layer.value.weight.normal_()
+        expected = h + layer.value(deltas).mean(dim=-2)
+    torch.testing.assert_close(layer(h, deltas), expected)
+    assert torch.all(layer.last_weights == 1 / 3)
+    model = with_adapters()
+    for name in NAMES:
+        save_adapter(model, name, tmp_path / name)
+    add_fusion(model, NAMES, "flat", uniform=True)
+    names = mark_fusion_trainable(model, "flat")
+    assert not any(".query." in n or ".key." in n for n in names) and any(".value." in n for n in names)
+    train_steps(model, data)
+    out = save_fusion(model, "flat", tmp_path / "flat")
+    fresh = with_adapters()
+    for name in NAMES:
+        delete_adapter(fresh, name)
+        load_adapter(fresh, tmp_path / name)
+    load_fusion(fresh, out)
+    set_active_fusion(fresh, "flat")
+    fresh.classifier.load_state_dict(model.classifier.state_dict())
+    assert torch.equal(logits(fresh), logits(model))

@@ -44,5 +44,9 @@ def test_sources_train_once_and_the_fusion_trains_only_its_layers(real_env, monk
     assert folder.name == spec.options["sources"][0] and record.method_params > 0
     result = benchmark.run_at(spec, 1e-3, profile, task=RealTask("nyt", n_train=16), show_progress=False)
     assert result.runs[0].method_params == 6 * fusion_param_count(384)  # Q, K, V per layer; the sources are frozen
+    flat = real_fusion.fusion_spec(["movie", "amazon"], 1e-3, profile, show_progress=False, uniform=True)
+    assert flat.options["sources"] == spec.options["sources"] and len(calls) == 2  # the same cached sources
+    result = benchmark.run_at(flat, 1e-3, profile, task=RealTask("nyt", n_train=16), show_progress=False)
+    assert result.runs[0].method_params == 6 * 384 * 384  # the ablation trains V only
     with pytest.raises(ValueError, match="at least one source domain"):
         real_fusion.fusion_spec([], 1e-3, profile)

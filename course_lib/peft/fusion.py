@@ -13,7 +13,9 @@ given the same weights: no 1/sqrt(d) on the scores, a value projection without b
 regulariser ``0.01 * ||I - V||_F^2`` per site added to the loss (:meth:`FusionLayer.regularization_loss`, which
 the training loop adds). A fresh fusion gives every adapter about the same weight, so it starts near
 ``h + mean_i f_i``. ``temperature=True`` is AdapterHub's option that starts at T = 50 and lowers T by 0.05 per
-forward call down to 1. Only ``Q``, ``K`` and ``V`` (and the task head) are trained.
+forward call down to 1. Only ``Q``, ``K`` and ``V`` (and the task head) are trained. ``uniform=True`` is the
+course's ablation without attention: every adapter weighs ``1/N`` and only ``V`` trains (``d*d`` per site), which
+isolates what the learned attention adds.
 
 Activation: :func:`set_active_fusion` (or :func:`mark_fusion_trainable`) switches a fusion on.
 While it is on, the adapter stack chosen with :func:`set_active_adapters` is *set aside*
@@ -60,7 +62,7 @@ class FusionLayer(nn.Module):
     """Attention over N adapter contributions: h + sum_i softmax_i(q . k_i / T) v_i (AdapterHub's dynamic Fuse)."""
 
     def __init__(self, d_model: int, adapter_names: Optional[list[str]] = None, dropout: float = SCORE_DROPOUT,
-                 temperature: bool = False) -> None:
+                 temperature: bool = False, uniform: bool = False) -> None:
         super().__init__()
         if d_model < 1:
             raise ValueError(f"d_model must be >= 1, got {d_model}")
@@ -68,14 +70,15 @@ class FusionLayer(nn.Module):
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.d_model = d_model
         self.adapter_names = list(adapter_names or [])  # the adapters it mixes, in order
-        self.query = nn.Linear(d_model, d_model)
-        self.key = nn.Linear(d_model, d_model)
+        self.uniform = bool(uniform)  # the ablation: equal weights 1/N, no query or key (only V trains)
+        self.query = None if self.uniform else nn.Linear(d_model, d_model)
+        self.key = None if self.uniform else nn.Linear(d_model, d_model)
         self.value = nn.Linear(d_model, d_model, bias=False)
         self.dropout = nn.Dropout(float(dropout))
         self.temperature = bool(temperature)
         self.T = 50.0 if self.temperature else 1.0
         self.reduction = self.T / 1000.0
-        for proj in (self.query, self.key):
+        for proj in (self.query, self.key) if not self.uniform else ():
             nn.init.normal_(proj.weight, mean=0.0, std=QK_INIT_STD)
             nn.init.zeros_(proj.bias)
         with torch.no_grad():  # V = identity (+1e-6 elsewhere): a fresh fusion passes the contributions through
@@ -87,11 +90,14 @@ class FusionLayer(nn.Module):
         if deltas.shape[:-2] != h.shape[:-1] or deltas.shape[-1] != h.shape[-1]:
             raise ValueError(f"deltas must have shape [..., N, d] matching h {tuple(h.shape)}, "
                              f"got {tuple(deltas.shape)}")
-        q = self.query(h if query is None else query)            # [..., d]
-        k = self.key(deltas)                                      # [..., N, d]
         v = self.value(deltas)                                    # [..., N, d]
-        scores = self.dropout((k @ q.unsqueeze(-1)).squeeze(-1))  # [..., N]
-        weights = (scores / self.T).softmax(dim=-1)
+        if self.uniform:                                          # the ablation: every adapter weighs 1/N
+            weights = torch.full(deltas.shape[:-1], 1.0 / deltas.shape[-2], dtype=v.dtype, device=v.device)
+        else:
+            q = self.query(h if query is None else query)         # [..., d]
+            k = self.key(deltas)                                  # [..., N, d]
+            scores = self.dropout((k @ q.unsqueeze(-1)).squeeze(-1))  # [..., N]
+            weights = (scores / self.T).softmax(dim=-1)
         self.T = max(self.T - self.reduction, 1.0)                # the temperature schedule (T stays 1 without it)
         self.last_weights = weights.detach()
         return h + (weights.unsqueeze(-2) @ v).squeeze(-2)        # h + sum_i w_i v_i
@@ -104,7 +110,8 @@ class FusionLayer(nn.Module):
         return REGULARIZATION * (eye - self.value.weight).pow(2).sum()
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, adapters={self.adapter_names}, temperature={self.temperature}"
+        return (f"d_model={self.d_model}, adapters={self.adapter_names}, temperature={self.temperature}"
+                + (", uniform attention" if self.uniform else ""))
 
 
 _LEDGER, _KIND = "_course_fusions", "fusion"
@@ -159,8 +166,11 @@ def _check_fusable(model: nn.Module, adapter_names: list[str]) -> list[str]:
 
 
 def add_fusion(model: nn.Module, adapter_names: list[str], name: str = "fusion", dropout: float = SCORE_DROPOUT,
-               temperature: bool = False) -> list[str]:
-    """Add fusion ``name`` (inactive) over >= 2 adapters of one config; return its site paths."""
+               temperature: bool = False, uniform: bool = False) -> list[str]:
+    """Add fusion ``name`` (inactive) over >= 2 adapters of one config; return its site paths.
+
+    ``uniform=True`` is the ablation without attention: every adapter weighs 1/N and only V trains.
+    """
     if isinstance(adapter_names, str):
         raise TypeError(f"adapter_names must be a list of adapter names, got the string {adapter_names!r}")
     adapter_names = list(adapter_names)
@@ -169,7 +179,7 @@ def add_fusion(model: nn.Module, adapter_names: list[str], name: str = "fusion",
     for path in paths:
         site = model.get_submodule(path)
         weight = site.base.weight
-        layer = FusionLayer(site.d_model, adapter_names, dropout, temperature).to(device=weight.device,
+        layer = FusionLayer(site.d_model, adapter_names, dropout, temperature, uniform).to(device=weight.device,
                                                                                     dtype=weight.dtype)
         site.fusions[name] = layer.train(site.training)
     _ledger(model, create=True).add(name, adapter_names, paths)
@@ -225,7 +235,7 @@ def save_fusion(model: nn.Module, name: str, directory: str | Path, head_pattern
     layer = next(iter(_sites(model, name).values())).fusions[name]
     meta = {"name": name, "adapters": adapters, "family": family, "d_model": d_model,
             "adapter_config": adapter_ledger(model).configs[adapters[0]].to_dict(),
-            "dropout": layer.dropout.p, "temperature": layer.temperature}
+            "dropout": layer.dropout.p, "temperature": layer.temperature, "uniform": layer.uniform}
 
     def write(folder: Path) -> None:
         save_file({k: p.detach().cpu().contiguous() for k, p in _fusion_parameters(model, name).items()},
@@ -252,7 +262,8 @@ def load_fusion(model: nn.Module, directory: str | Path, name: Optional[str] = N
     if wrong:
         raise ValueError(f"The fusion was trained on adapters with {saved_config}, but this model has {wrong}.")
     name = name or meta["name"]
-    add_fusion(model, adapters, name, meta.get("dropout", SCORE_DROPOUT), meta.get("temperature", False))
+    add_fusion(model, adapters, name, meta.get("dropout", SCORE_DROPOUT), meta.get("temperature", False),
+               meta.get("uniform", False))
     tensors, params = read_tensors(directory / WEIGHTS_FILE), _fusion_parameters(model, name)
     try:
         copy_saved_tensors(params, tensors)
