@@ -58,3 +58,24 @@ def fusion_spec(domains: Iterable[str], lr: float, profile: Profile, device: Opt
     label = "uniform mix" if uniform else "AdapterFusion"
     options = {"sources": keys, **({"uniform": True} if uniform else {})}
     return MethodSpec(f"{label} ({', '.join(domains)})", "adapter_fusion", options, grid="peft")
+
+
+@torch.no_grad()
+def fusion_weights(model: torch.nn.Module, tokenizer, texts: list[str], max_len: int, name: str = "fusion",
+                   batch_size: int = 64) -> dict:
+    """The fusion's mean attention per layer and source over the real tokens of ``texts`` (a JSON-able dict)."""
+    from .peft.fusion import fusion_adapters, fusion_attention
+
+    device = next(model.parameters()).device
+    model.eval()
+    sums, count = None, 0
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True, max_length=max_len,
+                          return_tensors="pt").to(device)
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        mask = batch["attention_mask"].bool()
+        per_site = torch.stack([w[mask].sum(0) for w in fusion_attention(model, name).values()])  # [sites, N]
+        sums = per_site if sums is None else sums + per_site
+        count += int(mask.sum())
+    sites = list(fusion_attention(model, name))
+    return {"sites": sites, "sources": fusion_adapters(model, name), "weights": (sums / count).cpu().tolist()}

@@ -48,5 +48,10 @@ def test_sources_train_once_and_the_fusion_trains_only_its_layers(real_env, monk
     assert flat.options["sources"] == spec.options["sources"] and len(calls) == 2  # the same cached sources
     result = benchmark.run_at(flat, 1e-3, profile, task=RealTask("nyt", n_train=16), show_progress=False)
     assert result.runs[0].method_params == 6 * 384 * 384  # the ablation trains V only
+    _, model = benchmark.train_real(spec, 1e-3, 0, profile, RealTask("nyt", n_train=16), show_progress=False)
+    _, tokenizer = benchmark.load_real_model(2, ["negative", "positive"], 0)
+    weights = real_fusion.fusion_weights(model, tokenizer, ["a fine film .", "dull"], max_len=16)
+    assert weights["sources"] == ["movie", "amazon"] and len(weights["sites"]) == 6
+    assert all(abs(sum(row) - 1) < 1e-5 for row in weights["weights"])
     with pytest.raises(ValueError, match="at least one source domain"):
         real_fusion.fusion_spec([], 1e-3, profile)
