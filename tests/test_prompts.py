@@ -429,3 +429,34 @@ def test_prefix_on_hf_bert_shifts_positions_like_peft():
         except Exception as error:  # peft cannot give BERT past_key_values under transformers 5
             pytest.skip(f"this peft/transformers pair cannot prefix-tune BERT: {error}")
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_hf_bert_prefix_files_move_both_ways_with_peft(tmp_path):
+    """save_prompt of a prefix-tuned HF classifier loads in peft with the same logits, and peft's save loads back."""
+    peft = pytest.importorskip("peft")
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    base = BertForSequenceClassification(BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2,
+                                                    num_attention_heads=4, intermediate_size=64, num_labels=2)).eval()
+    ours = copy.deepcopy(base)
+    encoder = add_prefix_tuning(ours, 3, reparametrize=False)
+    with torch.no_grad():
+        encoder.prefix.normal_(0, 0.5)
+        ours.classifier.weight.normal_(0, 0.5)
+    x, mask = torch.randint(1, 60, (2, 7)), torch.ones(2, 7, dtype=torch.long)
+    save_prompt(ours, tmp_path / "ours", head_patterns=[r"^classifier\."])
+    theirs = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours").eval()
+    with torch.no_grad():
+        expected = ours(input_ids=x, attention_mask=mask).logits
+        try:
+            got = theirs(input_ids=x, attention_mask=mask).logits
+        except Exception as error:  # peft cannot give BERT past_key_values under transformers 5
+            pytest.skip(f"this peft/transformers pair cannot prefix-tune BERT: {error}")
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    theirs.save_pretrained(tmp_path / "theirs")
+    back = copy.deepcopy(base)
+    add_prefix_tuning(back, 3, reparametrize=False)
+    load_prompt(back, tmp_path / "theirs")
+    with torch.no_grad():
+        torch.testing.assert_close(back(input_ids=x, attention_mask=mask).logits, expected, atol=1e-5, rtol=1e-5)
