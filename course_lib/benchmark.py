@@ -115,10 +115,14 @@ def prompt_spec(n_virtual_tokens: int) -> MethodSpec:
 
 
 def prefix_spec(n_prefix: int, reparametrize: bool = True) -> MethodSpec:
-    """Prefix tuning with ``n`` key/value prefixes per layer (through Li & Liang's MLP by default) as a method."""
+    """Prefix tuning with ``n`` key/value prefixes per layer (through Li & Liang's MLP by default) as a method.
+
+    Direct prefixes are free vectors like a soft prompt and search prompt tuning's larger rates; through the MLP
+    they search the PEFT grid.
+    """
     how = "" if reparametrize else ", direct"
     return MethodSpec(f"prefix tuning (n={n_prefix}{how})", "prefix_tuning",
-                      {"n_prefix": n_prefix, "reparametrize": reparametrize}, grid="peft")
+                      {"n_prefix": n_prefix, "reparametrize": reparametrize}, grid="peft" if reparametrize else "prompt")
 
 
 # every linear layer inside MiniLM's transformer blocks (q, k, v, attention output, FFN in and out): QLoRA's choice

@@ -133,6 +133,7 @@ def test_method_spec_builders_name_their_options_and_share_cache_keys():
     assert benchmark.adapter_spec("houlsby").options == {"placement": "houlsby", "reduction_factor": 16}
     assert benchmark.adapter_spec("pfeiffer", 16, activation="gelu").name == "Pfeiffer adapter (rf=16, activation=gelu)"
     assert benchmark.prompt_spec(24).grid == "prompt" and benchmark.prefix_spec(2).grid == "peft"
+    assert benchmark.prefix_spec(2, reparametrize=False).grid == "prompt"  # free vectors: soft-prompt rates
     assert benchmark.prefix_spec(2, reparametrize=False).name == "prefix tuning (n=2, direct)"
     # lora_spec() is the same run as real_methods()'s LoRA r=8 (q, v): one cache entry, whatever the label
     same = [run_key(spec, 1e-3, 0, profile, task) for spec in (benchmark.lora_spec(), real_methods()["LoRA r=8 (q, v)"])]
