@@ -32,3 +32,14 @@ def data(small_tokenizer):
     texts = ["tom said the soup was superb .", "anna found the laptop awful ."] * 16
     rows = [{"text": t, "label": i % 2} for i, t in enumerate(texts)]
     return rows, ClassificationCollator(small_tokenizer, max_len=32)
+
+
+@pytest.fixture
+def real_env(tmp_path, monkeypatch):
+    """Synthetic rated sentences as the real track's data and an empty cache (the benchmark and fusion tests)."""
+    from test_sentiment_data import write_data
+
+    write_data(tmp_path / "data", n=400)
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    return tmp_path

@@ -11,16 +11,6 @@ from course_lib import benchmark
 from course_lib.benchmark import (MethodResult, MethodSpec, RunRecord, evaluate_method, paired_difference, pick_lr,
                                   real_methods, real_run, results_table, run_key)
 from course_lib.profiles import get_profile
-from test_sentiment_data import write_data
-
-
-@pytest.fixture
-def real_env(tmp_path, monkeypatch):
-    """Synthetic rated sentences as the course data and an empty cache."""
-    write_data(tmp_path / "data", n=400)
-    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
-    return tmp_path
 
 
 def record(lr: float, seed: int = 0, val: float = 0.5, loss: float = 0.7, test: float = 0.5) -> RunRecord:

@@ -8,15 +8,6 @@ from course_lib import benchmark, real_fusion
 from course_lib.benchmark import MethodSpec, RealTask, run_key
 from course_lib.peft.fusion import fusion_param_count
 from course_lib.profiles import get_profile
-from test_sentiment_data import write_data
-
-
-@pytest.fixture
-def real_env(tmp_path, monkeypatch):
-    write_data(tmp_path / "data", n=400)
-    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
-    return tmp_path
 
 
 def test_a_small_target_changes_the_split_and_the_key_only_when_set(real_env):
