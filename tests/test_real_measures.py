@@ -13,7 +13,6 @@ from course_lib.memory import rss_peak_supported
 from course_lib.profiles import get_profile
 from course_lib.real_measures import (embedding_drift, neighbour_agreement, probe_texts, sentence_embeddings,
                                       training_peak)
-from test_benchmark import real_env  # noqa: F401  (fixture: synthetic rated sentences and an empty cache)
 
 
 def unit_rows(*rows: list[float]) -> torch.Tensor:
