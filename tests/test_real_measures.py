@@ -38,14 +38,14 @@ def test_neighbour_agreement_rejects_bad_input():
         neighbour_agreement(a, a, k=3)
 
 
-def test_probe_texts_are_seeded_and_checked(real_env):  # noqa: F811
+def test_probe_texts_are_seeded_and_checked(real_env):
     assert probe_texts(20) == probe_texts(20)
     assert probe_texts(20) != probe_texts(20, seed=1)
     with pytest.raises(ValueError, match="n must be an int from 1 to"):
         probe_texts(10_000)
 
 
-def test_an_untouched_encoder_does_not_drift_and_a_trained_one_does(real_env):  # noqa: F811
+def test_an_untouched_encoder_does_not_drift_and_a_trained_one_does(real_env):
     texts = probe_texts(30)
     before = real_measures.base_embeddings(texts, max_len=32)
     assert before.shape == (30, 384)
@@ -59,7 +59,7 @@ def test_an_untouched_encoder_does_not_drift_and_a_trained_one_does(real_env):  
     assert moved["cosine to base"] < 0.999 and 0.0 <= moved["neighbour agreement@5"] < 1.0
 
 
-def test_a_measure_is_computed_once_then_read_from_the_cache(real_env, monkeypatch):  # noqa: F811
+def test_a_measure_is_computed_once_then_read_from_the_cache(real_env, monkeypatch):
     profile = get_profile("ci")
     spec = real_methods()["head only"]
     calls = []
@@ -79,7 +79,7 @@ def test_a_measure_is_computed_once_then_read_from_the_cache(real_env, monkeypat
         real_measures.cached_measure(spec, 1e-3, 0, profile, "../escape", measure)
 
 
-def test_training_peak_measures_something_and_full_ft_needs_more_than_head_only(real_env):  # noqa: F811
+def test_training_peak_measures_something_and_full_ft_needs_more_than_head_only(real_env):
     if not rss_peak_supported():
         pytest.skip("no resettable RSS high-water mark on this system")
     profile = get_profile("ci")
