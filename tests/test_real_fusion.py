@@ -19,6 +19,10 @@ def test_a_small_target_changes_the_split_and_the_key_only_when_set(real_env):
     for bad in (1, 2.5, True):
         with pytest.raises(ValueError, match="n_train must be None"):
             RealTask("nyt", n_train=bad)
+    assert real_fusion.source_task("amazon", profile).n_train is None  # the profile's size fits
+    greedy = get_profile("ci", real={"n_train": 10_000})  # more than the domain has: every sentence left is used
+    capped = real_fusion.source_task("amazon", greedy)
+    assert capped.n_train is not None and len(benchmark.real_splits(greedy, capped)["train"]) == capped.n_train
     with pytest.raises(ValueError, match="AdapterFusion needs sources="):
         MethodSpec("fusion", "adapter_fusion", {"sources": "movie"})
 
