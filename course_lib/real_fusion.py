@@ -14,7 +14,8 @@ from typing import Iterable, Optional
 
 import torch
 
-from .benchmark import MethodSpec, RealTask, RunRecord, adapter_spec, real_run, run_key, runs_dir, train_real
+from .benchmark import MethodSpec, RealTask, RunRecord, adapter_spec, evaluate_method, real_run, run_key, runs_dir, \
+    train_real
 from .checkpoints import file_lock, write_json_atomic
 from .data.sentiment import sentiment_report
 from .peft import save_adapter
@@ -38,6 +39,11 @@ def source_task(domain: str, profile: Profile) -> RealTask:
     if available < 2:
         raise ValueError(f"{domain} has {kept} labelled sentences: too few for the profile's validation and test sets.")
     return RealTask(domain) if profile.real.n_train <= available else RealTask(domain, n_train=available)
+
+
+def source_lr(profile: Profile, device: Optional[torch.device] = None, show_progress: bool = True) -> float:
+    """The rate every source trains at: the Pfeiffer adapter's pick on movie reviews (notebook 03; from the cache)."""
+    return evaluate_method(adapter_spec("pfeiffer"), profile, device=device, show_progress=show_progress).lr
 
 
 def source_adapter(domain: str, lr: float, profile: Profile, device: Optional[torch.device] = None,

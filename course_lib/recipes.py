@@ -1,8 +1,8 @@
 """Each course method as a ``prepare(model)`` step: add the method to a fresh classifier and mark what trains.
 
 These are the same library calls the method notebooks show one by one; :func:`~course_lib.finetune.run_finetune`
-and the capstone's :func:`~course_lib.compare.run_method` take them, so every notebook trains a method the
-same way. Each returns the model to train (prompt tuning returns its wrapper).
+and the real track's :class:`~course_lib.benchmark.MethodSpec` (by recipe name) take them, so every notebook trains a
+method the same way. Each returns the model to train (prompt tuning returns its wrapper).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def adapter_fusion(sources: str | Path, adapters: Optional[Iterable[str]] = None
         folders = ([root / a for a in adapters] if adapters is not None
                    else sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
         if not folders:
-            raise ValueError(f"AdapterFusion needs trained source adapters in {sources}: see train_source_adapters")
+            raise ValueError(f"AdapterFusion needs trained source adapters in {sources}: see real_fusion.source_adapter")
         names = [load_adapter(model, path) for path in folders]
         add_fusion(model, names, name=name, uniform=uniform)
         mark_fusion_trainable(model, name)

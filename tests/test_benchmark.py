@@ -161,3 +161,32 @@ def test_capstone_contenders_and_their_deployed_forms(real_env):
     assert any(isinstance(m, Linear4bit) for m in deployed_model(found["QLoRA r=8 (q, v)"]).modules())
     with pytest.raises(ValueError, match="family must be one of"):
         type(found["BitFit"])(found["BitFit"].spec, "magic", "base architecture")
+
+
+def test_adapter_fusion_joins_the_capstone_with_its_sources_counted(real_env):
+    from course_lib.peft.fusion import FusionLayer
+    from course_lib.real_capstone import contenders, deployed_model, training_steps
+    from course_lib.real_fusion import SOURCE_DOMAINS
+
+    found = contenders(get_profile("ci"), show_progress=False)
+    fusion = found[f"AdapterFusion ({', '.join(SOURCE_DOMAINS)})"]
+    assert (fusion.family, fusion.deployed) == ("adapter", "fused adapters") and len(found) == len(contenders()) + 1
+    assert training_steps(fusion, 200) == 200 * (1 + len(SOURCE_DOMAINS)) and training_steps(found["BitFit"], 200) == 200
+    assert sum(isinstance(m, FusionLayer) for m in deployed_model(fusion).modules()) == 6  # one per MiniLM layer
+
+
+def test_markdown_table_has_a_row_per_method_and_rejects_unknown_columns():
+    import pandas as pd
+
+    from course_lib.real_capstone import markdown_table
+
+    table = pd.DataFrame({"family": ["full", "reparametrization"], "method params": [22_700_000, 73_728],
+                          "test acc": [0.825, 0.8123], "peak train MB": [512.5, None]}, index=["full FT", "LoRA"])
+    lines = markdown_table(table, columns=("family", "method params", "test acc", "peak train MB")).splitlines()
+    assert lines[0] == "| method | family | method params | test acc | peak train MB |" and len(lines) == 4
+    assert lines[1] == "| --- | ---: | ---: | ---: | ---: |"
+    assert lines[2] == "| full FT | full | 22,700,000 | 0.825 | 512.5 |"
+    assert lines[3] == "| LoRA | reparametrization | 73,728 | 0.812 | nan |"
+    assert markdown_table(table).splitlines()[0] == "| method | family | method params | test acc | peak train MB |"
+    with pytest.raises(ValueError, match="not in the table"):
+        markdown_table(table, columns=("latency ms",))
