@@ -143,25 +143,38 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Sequence, collate_fn: Callable, device: torch.device | None = None,
              batch_size: int = 128) -> dict[str, float]:
-    """Mean loss over a dataset, plus accuracy when the model is a classifier."""
+    """Mean loss over a dataset, plus accuracy when the model is a classifier.
+
+    A model whose output has ``logits=None`` and a ``metrics`` dict (e.g. DPO's) gets the
+    loss and each metric averaged over batches, weighted by batch size.
+    """
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     loss_sum, n_loss, correct, n_cls = 0.0, 0, 0, 0
+    metric_sums: dict[str, float] = {}
     for batch in loader:
         batch = _to_device(batch, device)
         out = model(**batch)
-        weight = int((batch["labels"] != -100).sum()) if out.logits.dim() == 3 else len(batch["labels"])
+        if out.logits is None:  # no logits to score: the loss and the model's own metrics, per example
+            weight = len(batch["labels"])
+            for key, value in (getattr(out, "metrics", None) or {}).items():
+                if key == "loss":
+                    raise ValueError("A model's metrics must not be named 'loss' (evaluate reports the loss itself).")
+                metric_sums[key] = metric_sums.get(key, 0.0) + float(value) * weight
+        else:
+            weight = int((batch["labels"] != -100).sum()) if out.logits.dim() == 3 else len(batch["labels"])
         loss_sum += float(out.loss) * weight
         n_loss += weight
-        if out.logits.dim() == 2:  # sequence classification
+        if out.logits is not None and out.logits.dim() == 2:  # sequence classification
             correct += int((out.logits.argmax(-1) == batch["labels"]).sum())
             n_cls += len(batch["labels"])
     model.train(was_training)
     result = {"loss": loss_sum / max(1, n_loss)}
     if n_cls:
         result["accuracy"] = correct / n_cls
+    result.update({key: total / n_loss for key, total in metric_sums.items()})
     return result
 
 
