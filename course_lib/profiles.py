@@ -18,7 +18,7 @@ PROFILE_ENV = "COURSE_PROFILE"
 
 @dataclass(frozen=True)
 class TranslationSizes:
-    """Data sizes, model shape and training budget of the P-Transformer exercise (notebook 10)."""
+    """Data sizes, model shape and training budget of the P-Transformer exercise (notebook 11)."""
 
     n_train: int
     n_val: int
@@ -112,7 +112,7 @@ class Profile:
     real_finetune_steps: int
     # comparisons whose differences are small repeat over this many seeds (1 in ci)
     seeds: int
-    # the lessons' own sizes (notebook 10's translation models, notebook 09's instruction tuning)
+    # the lessons' own sizes (notebook 11's translation models, notebook 09's instruction tuning)
     translation: TranslationSizes
     sft: SFTSizes
     real: RealSizes

@@ -38,9 +38,11 @@ SYLLABUS: tuple[Lesson, ...] = (
            ("peft.quant", "peft.qlora", "metrics")),
     Lesson(9, "09_alpaca.ipynb", "Alpaca instruction tuning: template, EOS, padding vs packing, masked loss",
            ("004", "002"), ("instruct", "hub")),
-    Lesson(10, "10_p_transformer.ipynb", "P-Transformer exercise: base vs P vs P + teacher forcing, BLEU-4",
+    Lesson(10, "10_preference_dpo.ipynb", "Preference tuning: SFT, then DPO with LoRA (reference = adapter off)",
+           ("004",), ("preference",)),
+    Lesson(11, "11_p_transformer.ipynb", "P-Transformer exercise: base vs P vs P + teacher forcing, BLEU-4",
            ("001",), ("translation",)),
-    Lesson(11, "11_capstone.ipynb", "Capstone: every method on one task; when to use which", ("all",),
+    Lesson(12, "12_capstone.ipynb", "Capstone: every method on one task; when to use which", ("all",),
            ("benchmark", "real_capstone", "recipes")),
 )
 

@@ -445,3 +445,20 @@ def test_sampled_kl_scores_generated_tokens_up_to_the_first_eos_and_restores_mod
     model.train()
     sampled_kl(model, [[5, 6]], max_new_tokens=2, samples=2, eos_token_id=EOS)
     assert all(m.training for m in model.modules())
+
+
+def test_lora_policy_and_run_dpo_train_only_the_adapter_and_measure_the_run():
+    from course_lib.preference import DPORun, lora_policy, run_dpo
+
+    base = tiny_gpt()
+    policy = lora_policy(base, r=2, seed=0, target_modules=("q_proj", "v_proj"))
+    trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all(p.requires_grad for p in base.parameters())  # the SFT model itself is untouched (a copy was adapted)
+    pairs, collate, seen = make_pairs(16), PreferenceCollator(PAD), []
+    run = run_dpo(policy, 0.5, pairs, pairs[:8], collate,
+                  TrainConfig(steps=10, batch_size=8, lr=2e-2, eval_every=5, warmup_ratio=0.0),
+                  score=lambda model: seen.append(model) or "scored", kl=lambda model, ref: 0.25, device=CPU,
+                  show_progress=False)
+    assert isinstance(run, DPORun) and run.scores == "scored" and run.kl == 0.25 and seen == [policy]
+    assert run.heldout["accuracy"] > 0.5 and run.history.series("val_margin")[0] == [5, 10]

@@ -6,11 +6,11 @@ and returns a ``datasets.Dataset`` with the three Alpaca columns.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from ..data.corpus import check_count
+from ..data.json_records import read_json_records
 from .records import FIELDS, validate_records
 
 ALPACA_HUB_NAME = "tatsu-lab/alpaca"
@@ -28,18 +28,7 @@ def load_alpaca_json(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No Alpaca file at {path}; give a .json list of records or a .jsonl file.")
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        records = json.loads(text)
-    else:
-        try:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is neither a JSON list nor JSON Lines: {err}") from None
-    if not isinstance(records, list):
-        raise ValueError(f"{path} must hold a JSON list of records, got {type(records).__name__}.")
-    return records_to_dataset(validate_records(records))
+    return records_to_dataset(validate_records(read_json_records(path)))
 
 
 def load_alpaca_hub(name: str = ALPACA_HUB_NAME, split: str = "train", limit: int | None = None):

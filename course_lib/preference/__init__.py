@@ -11,6 +11,7 @@ file                what it does
                     rows, one padded batch)
 ``dpo.py``          sequence log-probabilities, the DPO loss, ``DPOModel`` (reference = the policy with its LoRA
                     switched off), held-out preference metrics, a sampled KL to the reference
+``runs.py``         one DPO run as the notebook makes it: ``lora_policy`` on the SFT model, ``run_dpo`` -> ``DPORun``
 ==================  ==========================================================================================
 
 Training reuses :func:`course_lib.train.train`: a :class:`DPOModel` returns its loss and,
@@ -20,6 +21,7 @@ instead of logits, a ``metrics`` dict (margin, accuracy, rewards) that
 
 from .dpo import (METRIC_NAMES, DPOModel, DPOOutput, DPOTerms, check_beta, dpo_loss, preference_metrics, sampled_kl,
                   sequence_logprobs)
+from .runs import GPT_PROJECTIONS, DPORun, lora_policy, run_dpo
 from .records import (PREFERENCE_FIELDS, PREFERENCE_HUB_NAME, load_preference_hub, load_preference_json,
                       validate_preference_record, validate_preference_records)
 from .synthetic import make_preference_pairs
@@ -34,4 +36,6 @@ __all__ = [
     # DPO
     "sequence_logprobs", "check_beta", "dpo_loss", "DPOTerms", "DPOOutput", "DPOModel", "METRIC_NAMES",
     "preference_metrics", "sampled_kl",
+    # runs
+    "GPT_PROJECTIONS", "lora_policy", "DPORun", "run_dpo",
 ]

@@ -8,12 +8,12 @@ the loaders turn those into one ``prompt`` (the system text, a blank line, the q
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..data.corpus import check_count
+from ..data.json_records import read_json_records
 
 PREFERENCE_FIELDS: tuple[str, ...] = ("prompt", "chosen", "rejected")
 PREFERENCE_HUB_NAME = "Intel/orca_dpo_pairs"
@@ -74,21 +74,6 @@ def from_any_schema(record: Any, index: int = 0) -> dict:
                 raise ValueError(f"record {index}: field {field!r} is missing (an orca_dpo_pairs row needs "
                                  f"{list(ORCA_FIELDS)}; 'system' may be empty).")
     return validate_preference_record(record, index)
-
-
-def read_json_records(path: Path) -> list:
-    """The records of a JSON file holding a list, or of a JSON Lines file (one object per line)."""
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        records = json.loads(text)
-    else:
-        try:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is neither a JSON list nor JSON Lines: {err}") from None
-    if not isinstance(records, list):
-        raise ValueError(f"{path} must hold a JSON list of records, got {type(records).__name__}.")
-    return records
 
 
 def load_preference_json(path: str | os.PathLike) -> list[dict]:
