@@ -2,7 +2,7 @@
 
 Every contender of the capstone (``course_lib.real_capstone``) under the protocol; the runs come from
 ``$COURSE_CACHE/runs/`` (notebooks 02, 03, 05-08 and 11 put them there); a run that is missing is trained, so with
-a warm cache this takes seconds. Usage: ``COURSE_PROFILE=cpu python tools/real_track_table.py``. Notebook 11 prints
+a warm cache this takes seconds. Usage: ``COURSE_PROFILE=cpu python tools/real_track_table.py``. Notebook 12 prints
 the same rows with the measured memory and latency.
 """
 
