@@ -1,7 +1,7 @@
 """Print the README's real-track results table from the run cache (maintainers, after the notebooks ran).
 
 Every contender of the capstone (``course_lib.real_capstone``) under the protocol; the runs come from
-``$COURSE_CACHE/runs/`` (notebooks 02, 03, 05-08 and 11 put them there); a run that is missing is trained, so with
+``$COURSE_CACHE/runs/`` (notebooks 02-08 and 12 put them there); a run that is missing is trained, so with
 a warm cache this takes seconds. Usage: ``COURSE_PROFILE=cpu python tools/real_track_table.py``. Notebook 12 prints
 the same rows with the measured memory and latency.
 """
@@ -23,7 +23,7 @@ def main() -> None:
     profile = course_lib.get_profile()
     splits = benchmark.real_splits(profile)
     results = {name: benchmark.evaluate_method(c.spec, profile, splits=splits, show_progress=False)
-               for name, c in contenders().items()}
+               for name, c in contenders(profile, show_progress=False).items()}
     sizes = profile.real
     print(f"Measured by the committed notebooks (profile {profile.name}; {platform.machine()} CPU, "
           f"{os.cpu_count()} cores, torch {torch.__version__}): all-MiniLM-L6-v2 on movie polarity, "
