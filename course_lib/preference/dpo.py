@@ -148,6 +148,24 @@ def _check_policy_trainables(policy: nn.Module) -> None:
                          "mark_lora_trainable(policy, name, head_patterns=()) so only the adapter trains.")
 
 
+@torch.no_grad()
+def reference_logprobs(policy: nn.Module, reference: nn.Module | None, input_ids: Tensor,
+                       attention_mask: Tensor | None, labels: Tensor) -> Tensor:
+    """Response log-probabilities [rows] under ``reference``, or under the policy with its LoRA off when it is None.
+
+    No gradients and dropout off; an explicit reference follows the inputs to their device.
+    """
+    if reference is None:
+        check_adapter_reference(policy)
+        with eval_mode(policy), disable_lora(policy):
+            return sequence_logprobs(policy(input_ids=input_ids, attention_mask=attention_mask).logits, labels)
+    params = list(reference.parameters())
+    if params and params[0].device != input_ids.device:
+        reference.to(input_ids.device)
+    with eval_mode(reference):
+        return sequence_logprobs(reference(input_ids=input_ids, attention_mask=attention_mask).logits, labels)
+
+
 class DPOModel(nn.Module):
     """A policy trained with DPO; ``forward(**PreferenceCollator batch)`` returns a :class:`DPOOutput`.
 
@@ -185,21 +203,9 @@ class DPOModel(nn.Module):
         """Response log-probabilities [rows] under the policy (with gradients when enabled)."""
         return sequence_logprobs(self.policy(input_ids=input_ids, attention_mask=attention_mask).logits, labels)
 
-    @torch.no_grad()
     def reference_logprobs(self, input_ids: Tensor, attention_mask: Tensor | None, labels: Tensor) -> Tensor:
         """Response log-probabilities [rows] under the reference: no gradients, dropout off."""
-        if self.reference is None:
-            check_adapter_reference(self.policy)
-            with eval_mode(self.policy), disable_lora(self.policy):
-                logits = self.policy(input_ids=input_ids, attention_mask=attention_mask).logits
-            return sequence_logprobs(logits, labels)
-        reference = self.reference
-        params = list(reference.parameters())
-        if params and params[0].device != input_ids.device:
-            reference.to(input_ids.device)
-        with eval_mode(reference):
-            logits = reference(input_ids=input_ids, attention_mask=attention_mask).logits
-        return sequence_logprobs(logits, labels)
+        return reference_logprobs(self.policy, self.reference, input_ids, attention_mask, labels)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 labels: Tensor | None = None) -> DPOOutput:
@@ -270,19 +276,13 @@ def sampled_kl(policy: nn.Module, prompts_ids: Sequence[Sequence[int]], max_new_
         check_adapter_reference(policy)
     device = next(policy.parameters()).device
     estimates = []
-    with eval_mode(policy), (contextlib.nullcontext() if reference is None else eval_mode(reference)):
+    with eval_mode(policy):
         for p in prompts:
             ids = torch.tensor([p] * samples, dtype=torch.long, device=device)
             sequences = greedy_extend(lambda context: policy(input_ids=context).logits[:, -1, :], ids, max_new_tokens,
                                       eos_token_id=eos_token_id, temperature=1.0, generator=generator)
             labels = _generated_labels(sequences, len(p), eos_token_id)
             policy_logp = sequence_logprobs(policy(input_ids=sequences).logits, labels)
-            if reference is None:
-                with disable_lora(policy):
-                    reference_logp = sequence_logprobs(policy(input_ids=sequences).logits, labels)
-            else:
-                ref_device = next(reference.parameters()).device
-                reference_logp = sequence_logprobs(reference(input_ids=sequences.to(ref_device)).logits,
-                                                   labels.to(ref_device)).to(device)
+            reference_logp = reference_logprobs(policy, reference, sequences, None, labels)
             estimates.append(float((policy_logp - reference_logp).mean()))
     return sum(estimates) / len(estimates)
