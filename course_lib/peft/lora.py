@@ -21,6 +21,10 @@ so a LoRA trained here loads with ``peft.PeftModel.from_pretrained`` and vice ve
 GPT-2's ``Conv1D`` stores its weight as ``in x out`` (peft's ``fan_in_fan_out=True``);
 :class:`LoRALinear` transposes the update for it. A 4-bit :class:`~course_lib.peft.quant.Linear4bit`
 base (QLoRA) works like an nn.Linear, except that it cannot be merged (it would be re-quantized).
+
+Beyond one adapter at a time: :mod:`~course_lib.peft.lora_merging` builds a new adapter from several
+(``add_weighted_lora``), and :mod:`~course_lib.peft.lora_serving` runs a batch whose rows use different
+adapters (``mixed_batch``, through ``LoRALinear.row_adapters``).
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ class LoRALinear(nn.Module):
         self.active: list[str] = []   # adapters used by forward (and merged by merge())
         self.merged: list[str] = []   # adapters whose update is currently inside base_layer.weight
         self.disabled = False         # True: forward runs the base layer only
+        self.row_adapters: Optional[list[str]] = None  # set by lora_serving.mixed_batch: row i uses row_adapters[i]
         if merge_on_eval and isinstance(base, Linear4bit):
             raise ValueError("merge_on_eval is not possible on a 4-bit (Linear4bit) base layer: merging would "
                              "re-quantize the weight and lose the update. Use merge_on_eval=False.")
@@ -175,10 +180,30 @@ class LoRALinear(nn.Module):
             if self.merged:
                 raise RuntimeError("LoRA is disabled but merged into the weight: unmerge first.")
             return out
+        if self.row_adapters is not None:
+            return self._mixed_batch_forward(x, out)
         for name in self.active:
             if name not in self.merged:  # merged updates are already inside base_layer.weight
                 a, b, drop = self.lora_A[name], self.lora_B[name], self.lora_dropout[name]
                 out = out + self.scaling[name] * b(a(drop(x.to(a.weight.dtype)))).to(out.dtype)
+        return out
+
+    def _mixed_batch_forward(self, x: Tensor, out: Tensor) -> Tensor:
+        """Row i gets adapter ``row_adapters[i]``'s update (none for "__base__" or one this layer lacks)."""
+        names = self.row_adapters
+        if len(names) != len(x):
+            raise ValueError(f"mixed_batch got {len(names)} adapter names for a batch of {len(x)} rows: give one "
+                             f"name per row")
+        if self.merged:
+            raise RuntimeError(f"LoRA adapter(s) {self.merged} are merged into the base weight: unmerge_lora(model) "
+                               f"before running a mixed batch.")
+        for name in dict.fromkeys(names):
+            if name not in self.lora_A:  # "__base__", or an adapter that does not reach this layer
+                continue
+            rows = torch.tensor([i for i, n in enumerate(names) if n == name], device=x.device)
+            a, b, drop = self.lora_A[name], self.lora_B[name], self.lora_dropout[name]
+            update = self.scaling[name] * b(a(drop(x[rows].to(a.weight.dtype))))
+            out = out.index_add(0, rows, update.to(out.dtype))
         return out
 
     def extra_repr(self) -> str:
@@ -290,9 +315,9 @@ def set_active_lora(model: nn.Module, names: str | list[str] | None) -> None:
 
 
 def mark_lora_trainable(model: nn.Module, name: str, head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
-    """Make adapter ``name``'s A and B (+ the head; () for none) the only trainable tensors and activate it."""
-    return mark_named_trainable(model, _LEDGER, _KIND, name,
-                                lambda n: f".lora_A.{name}." in n or f".lora_B.{name}." in n, set_active_lora,
+    """Make adapter ``name``'s A, B (DoRA: and magnitude) + the head (() for none) the only trainables; activate."""
+    parts = (f".lora_A.{name}.", f".lora_B.{name}.", f".lora_magnitude_vector.{name}.")
+    return mark_named_trainable(model, _LEDGER, _KIND, name, lambda n: any(p in n for p in parts), set_active_lora,
                                 head_patterns)
 
 
@@ -369,6 +394,9 @@ def save_lora(model: nn.Module, name: str, directory: str | Path, head_patterns:
 
     ledger = require_ledger(model, _LEDGER, _KIND, name)
     config = ledger.configs[name]
+    if type(config) is not LoRAConfig:  # e.g. DoRA: its magnitudes and use_dora flag belong in the file too
+        raise ValueError(f"Adapter {name!r} is a {type(config).__name__[:-len('Config')]} adapter; save it with "
+                         f"course_lib.peft.save_dora, which writes its magnitudes and use_dora=true.")
     tensors: dict[str, Tensor] = {}
     fan_in_fan_out = False
     for path in ledger.paths[name]:
@@ -410,7 +438,9 @@ def load_lora(model: nn.Module, directory: str | Path, name: Optional[str] = Non
                              "peft LoRA (save_lora or peft)", ("peft_type", "r", "lora_alpha"))
     if meta.get("peft_type") != "LORA":
         raise ValueError(f"Not a LoRA adapter: peft_type is {meta.get('peft_type')!r}")
-    unsupported = {k: meta.get(k) for k in ("use_dora", "rank_pattern", "alpha_pattern", "lora_bias")
+    if meta.get("use_dora"):
+        raise ValueError(f"{directory} holds a DoRA adapter (use_dora=true): load it with course_lib.peft.load_dora.")
+    unsupported = {k: meta.get(k) for k in ("rank_pattern", "alpha_pattern", "lora_bias")
                    if meta.get(k)} | ({"bias": meta["bias"]} if meta.get("bias", "none") != "none" else {})
     if unsupported:
         raise ValueError(f"This LoRA uses options course_lib does not implement: {unsupported}")
