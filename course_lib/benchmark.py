@@ -29,7 +29,7 @@ from torch import nn
 
 from . import recipes
 from .checkpoints import file_lock, write_json_atomic
-from .data.sentiment import load_sentiment
+from .data.sentiment import load_sentiment, sentiment_report
 from .data.vader import FILES
 from .finetune import finetune_classifier
 from .peft.freezing import DEFAULT_HEAD_PATTERNS, bitfit, head_only, top_k_layers
@@ -42,8 +42,8 @@ from .train import History, TrainConfig
 RUNS_VERSION = 1  # bump when the protocol changes what a cached run means
 LR_GRIDS = ("full", "peft", "head", "prompt")
 SELECTIVE: dict[str, Callable[..., Any]] = {"head_only": head_only, "bitfit": bitfit, "top_k_layers": top_k_layers}
-RECIPES = ("full_finetuning", "selective", "lora", "qlora", "adapter", "adapter_fusion", "prefix_tuning",
-           "prompt_tuning")
+RECIPES = ("full_finetuning", "selective", "lora", "dora", "ia3", "qlora", "adapter", "adapter_fusion",
+           "prefix_tuning", "prompt_tuning")
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,23 @@ def prefix_spec(n_prefix: int, reparametrize: bool = True) -> MethodSpec:
                       {"n_prefix": n_prefix, "reparametrize": reparametrize}, grid="peft" if reparametrize else "prompt")
 
 
+def dora_spec(target_modules: list[str] = ("query", "value"), r: int = 8) -> MethodSpec:
+    """DoRA (peft's ``use_dora=True``) on MiniLM's targets, alpha = 2r, as a real-track method (LoRA's lr grid)."""
+    where = ", ".join({"query": "q", "key": "k", "value": "v"}.get(t, t) for t in target_modules)
+    return MethodSpec(f"DoRA r={r} ({where})", "dora", {"target_modules": list(target_modules), "r": r}, grid="peft")
+
+
+# (IA)³ as in the paper: keys, values and the FFN activation entering each block's down projection (output.dense)
+IA3_TARGETS = r"bert\.encoder\.layer\.\d+\.(attention\.self\.(key|value)|output\.dense)"
+IA3_FEEDFORWARD = r"bert\.encoder\.layer\.\d+\.output\.dense"
+
+
+def ia3_spec() -> MethodSpec:
+    """(IA)³ on MiniLM (l_k, l_v, l_ff) as a real-track method; its vectors start at 1: it searches the head grid."""
+    options = {"target_modules": IA3_TARGETS, "feedforward_modules": IA3_FEEDFORWARD}
+    return MethodSpec("(IA)³ (k, v, ff)", "ia3", options, grid="head")
+
+
 # every linear layer inside MiniLM's transformer blocks (q, k, v, attention output, FFN in and out): QLoRA's choice
 ALL_LINEAR = r"bert\.encoder\.layer\.\d+\..*(query|key|value|dense)"
 
@@ -186,6 +203,16 @@ class RealTask:
     def key_parts(self) -> dict:
         """The fields that decide a run (unset options left out, so older cache keys stay valid)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def domain_task(domain: str, profile: Profile) -> RealTask:
+    """A domain's polarity task: the profile's training size, or every sentence left after validation and test
+    (Amazon has fewer labelled sentences than the movie reviews)."""
+    kept = sentiment_report(domain, "polarity")["kept"]
+    available = kept - profile.real.n_val - profile.real.n_test
+    if available < 2:
+        raise ValueError(f"{domain} has {kept} labelled sentences: too few for the profile's validation and test sets.")
+    return RealTask(domain) if profile.real.n_train <= available else RealTask(domain, n_train=available)
 
 
 def load_real_model(num_labels: int, label_names: list[str], seed: int) -> tuple[nn.Module, Any]:

@@ -14,14 +14,14 @@ from typing import Iterable, Optional
 
 import torch
 
-from .benchmark import MethodSpec, RealTask, RunRecord, adapter_spec, evaluate_method, real_run, run_key, runs_dir, \
-    train_real
+from .benchmark import (MethodSpec, RunRecord, adapter_spec, domain_task, evaluate_method, real_run, run_key, runs_dir,
+                        train_real)
 from .checkpoints import file_lock, write_json_atomic
-from .data.sentiment import sentiment_report
 from .peft import save_adapter
 from .profiles import Profile, get_device
 
 SOURCE_DOMAINS = ("movie", "amazon", "tweets")
+source_task = domain_task  # a source domain's task (the name notebook 04 and its tests use)
 TARGET_DOMAIN = "nyt"
 
 
@@ -29,16 +29,6 @@ def source_spec(domain: str, placement: str = "pfeiffer", reduction_factor: int 
     """The adapter trained on a source domain, named after it (so several can be loaded into one model)."""
     spec = adapter_spec(placement, reduction_factor)
     return MethodSpec(f"source adapter ({domain})", spec.recipe, {**spec.options, "name": domain}, grid=spec.grid)
-
-
-def source_task(domain: str, profile: Profile) -> RealTask:
-    """A source domain's polarity task: the profile's training size, or every sentence left after validation and test
-    (Amazon has fewer labelled sentences than the movie reviews)."""
-    kept = sentiment_report(domain, "polarity")["kept"]
-    available = kept - profile.real.n_val - profile.real.n_test
-    if available < 2:
-        raise ValueError(f"{domain} has {kept} labelled sentences: too few for the profile's validation and test sets.")
-    return RealTask(domain) if profile.real.n_train <= available else RealTask(domain, n_train=available)
 
 
 def source_lr(profile: Profile, device: Optional[torch.device] = None, show_progress: bool = True) -> float:
@@ -50,7 +40,7 @@ def source_adapter(domain: str, lr: float, profile: Profile, device: Optional[to
                    show_progress: bool = True) -> tuple[Path, RunRecord]:
     """Stage 1 for one domain (seed 0): the saved adapter's folder and its run record, trained once and cached."""
     device = device or get_device()
-    spec, task = source_spec(domain), source_task(domain, profile)
+    spec, task = source_spec(domain), domain_task(domain, profile)
     key = run_key(spec, lr, 0, profile, task, device)
     folder, record_path = runs_dir() / f"{key}.adapter", runs_dir() / f"{key}.json"
     with file_lock(Path(f"{folder}.lock")):

@@ -13,7 +13,9 @@ from typing import Any, Callable, Iterable, Optional
 from torch import nn
 
 from .peft.adapters import AdapterConfig, add_adapter, load_adapter, mark_adapter_trainable
+from .peft.dora import add_dora
 from .peft.fusion import add_fusion, mark_fusion_trainable
+from .peft.ia3 import add_ia3, mark_ia3_trainable
 from .peft.lora import add_lora, mark_lora_trainable
 from .peft.prefix_tuning import add_prefix_tuning, mark_prefix_trainable
 from .peft.prompt_tuning import add_prompt_tuning, mark_prompt_trainable
@@ -57,6 +59,28 @@ def lora(target_modules: str | Iterable[str] = ("q_proj", "v_proj"), r: int = 8,
     def prepare(model: nn.Module) -> nn.Module:
         add_lora(model, name, targets, r=r, alpha=alpha if alpha is not None else 2 * r, **options)
         mark_lora_trainable(model, name)
+        return model
+    return prepare
+
+
+def dora(target_modules: str | Iterable[str] = ("q_proj", "v_proj"), r: int = 8, alpha: Optional[float] = None,
+         name: str = "task") -> Prepare:
+    """DoRA ``name`` (LoRA plus a learned magnitude per output) on the target layers (alpha defaults to 2r)."""
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
+
+    def prepare(model: nn.Module) -> nn.Module:
+        add_dora(model, name, targets, r=r, alpha=alpha if alpha is not None else 2 * r)
+        mark_lora_trainable(model, name)  # A, B and the magnitude
+        return model
+    return prepare
+
+
+def ia3(target_modules: str | Iterable[str] | None = None, feedforward_modules: str | Iterable[str] | None = None,
+        name: str = "task") -> Prepare:
+    """(IA)³ vectors ``name`` on keys, values and the FFN activation (None: peft's defaults) train with the head."""
+    def prepare(model: nn.Module) -> nn.Module:
+        add_ia3(model, name, target_modules, feedforward_modules)
+        mark_ia3_trainable(model, name)
         return model
     return prepare
 
