@@ -1,9 +1,9 @@
 """The capstone's contenders on the real track: every course method on MiniLM, its family and its deployed form.
 
 Each contender is a :class:`~course_lib.benchmark.MethodSpec` with the settings its notebook used (so the runs come
-from the same cache), a family for the plots, and the form it is served in: LoRA merges into the weights (the base
-architecture again), prefix tuning folds its MLP away, adapters and prompts stay as extra work on every call, and
-QLoRA keeps its 4-bit base. Given a profile, AdapterFusion joins: its three source adapters (notebook 04) are
+from the same cache), a family for the plots, and the form it is served in: LoRA, DoRA and (IA)³ merge into the
+weights (the base architecture again), prefix tuning folds its MLP away, adapters and prompts stay as extra work on
+every call, and QLoRA keeps its 4-bit base. Given a profile, AdapterFusion joins: its three source adapters (notebook 04) are
 trained first, and :func:`training_steps` counts their steps. :func:`deployed_model` builds each served form for
 timing; latency depends on the shapes, not on the trained values, so a fresh model is timed.
 """
@@ -17,13 +17,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .benchmark import ALL_LINEAR, MethodSpec, adapter_spec, load_real_model, lora_spec, prefix_spec, prompt_spec, \
-    real_methods
+from .benchmark import (ALL_LINEAR, MethodSpec, adapter_spec, dora_spec, ia3_spec, load_real_model, lora_spec,
+                        prefix_spec, prompt_spec, real_methods)
 from .peft import merge_and_unload
 from .profiles import Profile
 from .real_fusion import SOURCE_DOMAINS, fusion_spec, source_lr
 
-FAMILIES = ("full", "selective", "adapter", "reparametrization", "soft prompt", "quantized")
+FAMILIES = ("full", "selective", "adapter", "reparametrization", "rescaling", "soft prompt", "quantized")
 DEPLOYED_FORMS = ("base architecture", "adapter layers", "fused adapters", "virtual tokens", "folded prefix",
                   "NF4 base + LoRA")
 
@@ -45,7 +45,7 @@ class Contender:
 
 def contenders(profile: Optional[Profile] = None, device: Optional[torch.device] = None,
                show_progress: bool = True) -> dict[str, Contender]:
-    """Every course method with its notebook's settings (02-08), by name; AdapterFusion only given a profile."""
+    """Every course method with its notebook's settings (02-09), by name; AdapterFusion only given a profile."""
     base = real_methods()
     items = [
         Contender(base["full fine-tuning"], "full", "base architecture"),
@@ -58,6 +58,8 @@ def contenders(profile: Optional[Profile] = None, device: Optional[torch.device]
         Contender(base["LoRA r=8 (q, v)"], "reparametrization", "base architecture"),
         Contender(lora_spec(r=1), "reparametrization", "base architecture"),
         Contender(lora_spec(ALL_LINEAR), "reparametrization", "base architecture"),
+        Contender(dora_spec(), "reparametrization", "base architecture"),  # notebook 07: merges like LoRA
+        Contender(ia3_spec(), "rescaling", "base architecture"),           # (IA)³ vectors fold into the weights
         Contender(prompt_spec(24), "soft prompt", "virtual tokens"),
         Contender(prefix_spec(2, reparametrize=False), "soft prompt", "folded prefix"),
         Contender(lora_spec(quantized=True), "quantized", "NF4 base + LoRA"),
