@@ -102,6 +102,46 @@ def joint_lora(lr: float, seed: int, profile: Profile, domains: tuple[str, ...] 
         return scores
 
 
+class DomainLoRAs:
+    """One MiniLM holding every domain's LoRA (and a copy of each domain's head), ready to merge and score."""
+
+    def __init__(self, folders: dict[str, Path], profile: Profile, device: torch.device) -> None:
+        self.domains = list(folders)
+        self.splits = {d: real_splits(profile, domain_task(d, profile)) for d in self.domains}
+        label_names = self.splits[self.domains[0]]["train"].features["label"].names
+        self.model, tokenizer = load_real_model(len(label_names), label_names, seed=0)
+        self.heads = {}
+        for d, folder in folders.items():  # loading a LoRA also loads its head: keep a copy of each
+            load_lora(self.model, folder, name=d)
+            self.heads[d] = copy.deepcopy(self.model.classifier.state_dict())
+        self.model.to(device).eval()
+        self.device = device
+        self.collate = ClassificationCollator(tokenizer, max_len=profile.real.max_len)
+
+    def scores(self, adapter: str, head_of: Optional[str] = None) -> dict[str, float]:
+        """Test accuracy on every domain with ``adapter`` active and that domain's head (or ``head_of``'s)."""
+        set_active_lora(self.model, adapter)
+        out = {}
+        for d in self.domains:
+            self.model.classifier.load_state_dict(self.heads[head_of or d])
+            out[d] = _test_accuracy(self.model, self.splits[d]["test"], self.collate, self.device)
+        return out
+
+    def merge(self, name: str, combination: str, weights: list[float], seed: int = 0, **options) -> dict[str, float]:
+        """Add the merge of the domain LoRAs as adapter ``name`` (``seed``: DARE's drops) and score it."""
+        torch.manual_seed(seed)
+        add_weighted_lora(self.model, self.domains, weights, name, combination_type=combination, **options)
+        return self.scores(name)
+
+
+def domain_loras(lr: float, seed: int, profile: Profile, domains: tuple[str, ...] = MERGE_DOMAINS,
+                 device: Optional[torch.device] = None, show_progress: bool = True) -> DomainLoRAs:
+    """The domain LoRAs of one seed (trained once, cached) loaded into one model."""
+    device = device or get_device()
+    return DomainLoRAs({d: domain_lora(d, lr, seed, profile, device, show_progress)[0] for d in domains}, profile,
+                       device)
+
+
 def merge_scores(lr: float, seed: int, profile: Profile, domains: tuple[str, ...] = MERGE_DOMAINS,
                  device: Optional[torch.device] = None, show_progress: bool = True) -> dict[str, dict[str, float]]:
     """Test accuracy per domain of each domain LoRA alone (its own head) and of each merge in :data:`MERGES`."""
@@ -112,29 +152,9 @@ def merge_scores(lr: float, seed: int, profile: Profile, domains: tuple[str, ...
     with file_lock(path.with_suffix(".lock")):
         if path.is_file():
             return json.loads(path.read_text())
-        splits = {d: real_splits(profile, domain_task(d, profile)) for d in domains}
-        label_names = splits[domains[0]]["train"].features["label"].names
-        model, tokenizer = load_real_model(len(label_names), label_names, seed=0)
-        heads = {}
-        for d, folder in folders.items():  # loading a LoRA also loads its head: keep a copy of each
-            load_lora(model, folder, name=d)
-            heads[d] = copy.deepcopy(model.classifier.state_dict())
-        model.to(device).eval()
-        collate = ClassificationCollator(tokenizer, max_len=profile.real.max_len)
-
-        def scores_with(adapter: str, head_of: Optional[str] = None) -> dict[str, float]:
-            set_active_lora(model, adapter)
-            out = {}
-            for d in domains:
-                model.classifier.load_state_dict(heads[head_of or d])
-                out[d] = _test_accuracy(model, splits[d]["test"], collate, device)
-            return out
-
-        results = {f"{d} LoRA alone": scores_with(d, head_of=d) for d in domains}
+        loras = DomainLoRAs(folders, profile, device)
+        results = {f"{d} LoRA alone": loras.scores(d, head_of=d) for d in domains}
         for i, (label, (combination, weight, options)) in enumerate(MERGES.items()):
-            torch.manual_seed(seed)  # DARE's random drops
-            add_weighted_lora(model, list(domains), [weight] * len(domains), f"merge{i}",
-                              combination_type=combination, **options)
-            results[label] = scores_with(f"merge{i}")
+            results[label] = loras.merge(f"merge{i}", combination, [weight] * len(domains), seed, **options)
         write_json_atomic(path, results)
         return results

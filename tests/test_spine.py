@@ -47,6 +47,8 @@ def test_ledger_names_errors_and_lifecycle():
         ledger.require_new("a")
     with pytest.raises(ValueError, match="without '.'"):
         ledger.require_new("a.b")
+    with pytest.raises(ValueError, match="'half' is taken by an nn.Module attribute"):
+        ledger.require_new("half")  # would become ModuleDict keys that clash with Module.half()
     with pytest.raises(ValueError, match="active once"):
         ledger.check_known(["a", "a"])
     ledger.active = ["a"]

@@ -80,9 +80,12 @@ def find_targets(candidates: list[str], target_modules: str | Iterable[str], wha
 
 
 def check_adapter_name(name: Any, kind: str) -> str:
-    """A valid adapter name: a non-empty str without '.' (it becomes part of parameter names)."""
+    """A valid adapter name: a non-empty str without '.' that is not an nn.Module attribute (it keys a ModuleDict)."""
     if not isinstance(name, str) or not name or "." in name:
         raise ValueError(f"{kind} names must be non-empty strings without '.', got {name!r}")
+    if hasattr(nn.ModuleDict(), name):
+        raise ValueError(f"{kind} name {name!r} is taken by an nn.Module attribute (e.g. .half(), .train()); "
+                         f"pick another name, such as {name + '_adapter'!r}.")
     return name
 
 
