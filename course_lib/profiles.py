@@ -18,7 +18,7 @@ PROFILE_ENV = "COURSE_PROFILE"
 
 @dataclass(frozen=True)
 class TranslationSizes:
-    """Data sizes, model shape and training budget of the P-Transformer exercise (notebook 11)."""
+    """Data sizes, model shape and training budget of the P-Transformer exercise (notebook 12)."""
 
     n_train: int
     n_val: int
@@ -50,7 +50,7 @@ class TranslationSizes:
 
 @dataclass(frozen=True)
 class SFTSizes:
-    """Data sizes and training budgets of Alpaca-style instruction tuning (notebook 09)."""
+    """Data sizes and training budgets of Alpaca-style instruction tuning (notebook 10)."""
 
     n_train: int           # generated training records
     n_test_per_type: int   # test records per instruction type (half as many for the new wording)
@@ -64,7 +64,7 @@ class SFTSizes:
     real_batch: int
     real_train: int        # training records for SmolLM2
     real_test: int         # test records for SmolLM2 (before and after)
-    real_ppl_texts: int    # real sentences SmolLM2's perplexity is measured on (notebook 08's 4-bit data types)
+    real_ppl_texts: int    # real sentences SmolLM2's perplexity is measured on (notebook 09's 4-bit data types)
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class Profile:
     real_finetune_steps: int
     # comparisons whose differences are small repeat over this many seeds (1 in ci)
     seeds: int
-    # the lessons' own sizes (notebook 11's translation models, notebook 09's instruction tuning)
+    # the lessons' own sizes (notebook 12's translation models, notebook 10's instruction tuning)
     translation: TranslationSizes
     sft: SFTSizes
     real: RealSizes

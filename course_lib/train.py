@@ -3,7 +3,7 @@
 Works for any model whose ``forward(**batch)`` returns an object with ``.loss``
 and ``.logits`` — the course's models and Hugging Face models alike — so the
 same loop pretrains the GPT and the encoder, fine-tunes classifiers, instruction-tunes
-causal LMs and trains the translation models of notebook 11.
+causal LMs and trains the translation models of notebook 12.
 
 Determinism: the data order comes from a generator seeded with ``config.seed``, and the
 global torch RNG (dropout, layer-wise teacher forcing) is seeded with it when training
@@ -44,7 +44,7 @@ class TrainConfig:
     eval_every: int = 25
     eval_batch_size: int = 128
     seed: int = 0
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's; the Transformer paper (notebook 11) uses (0.9, 0.98)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's; the Transformer paper (notebook 12) uses (0.9, 0.98)
     precision: str = "fp32"  # "bf16": forward and loss under bfloat16 autocast (weights stay fp32)
 
     def __post_init__(self) -> None:

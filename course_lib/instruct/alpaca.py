@@ -1,4 +1,4 @@
-"""Real Alpaca data: a local JSON / JSON Lines file, or the Hub by name (notebook 09, section 2).
+"""Real Alpaca data: a local JSON / JSON Lines file, or the Hub by name (notebook 10, section 2).
 
 Every loader validates the records (:func:`~course_lib.instruct.records.validate_records`)
 and returns a ``datasets.Dataset`` with the three Alpaca columns.

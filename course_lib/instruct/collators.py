@@ -1,4 +1,4 @@
-"""Batches of tokenized examples: padding or packing (notebook 09, section 8).
+"""Batches of tokenized examples: padding or packing (notebook 10, section 8).
 
 :class:`PaddingCollator` puts one example per row and pads; :class:`PackingCollator`
 puts several whole examples per row (see its docstring for what happens at the

@@ -1,4 +1,4 @@
-"""Greedy generation for the course GPT and Hugging Face causal LMs: max new tokens, stop at EOS (notebook 09).
+"""Greedy generation for the course GPT and Hugging Face causal LMs: max new tokens, stop at EOS (notebook 10).
 
 Both kinds of model run through the course's one decoding loop,
 :func:`course_lib.models.decoding.greedy_extend`; only the step differs. The course

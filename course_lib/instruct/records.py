@@ -1,4 +1,4 @@
-"""Alpaca records and prompt templates (notebook 09, section 1).
+"""Alpaca records and prompt templates (notebook 10, section 1).
 
 An Alpaca record is a dict ``{"instruction", "input", "output"}`` (``input`` may be
 empty). A :class:`PromptTemplate` turns it into a prompt, with one wording for records

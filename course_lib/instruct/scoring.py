@@ -1,4 +1,4 @@
-"""Exact-match scoring of generated answers, overall and per group (notebook 09, sections 4 to 7)."""
+"""Exact-match scoring of generated answers, overall and per group (notebook 10, sections 4 to 7)."""
 
 from __future__ import annotations
 

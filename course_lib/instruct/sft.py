@@ -1,4 +1,4 @@
-"""Supervised instruction tuning (SFT): the recipe, a run, and its exact-match scores (notebook 09, sections 5 to 9).
+"""Supervised instruction tuning (SFT): the recipe, a run, and its exact-match scores (notebook 10, sections 5 to 9).
 
 Training reuses :func:`course_lib.train.train` (AdamW, warmup + cosine, clipping, bf16
 autocast where the profile asks for it); the batches come from the padding or

@@ -1,4 +1,4 @@
-"""The course's own Alpaca-format instruction set, generated offline from the synthetic world (notebook 09, section 2).
+"""The course's own Alpaca-format instruction set, generated offline from the synthetic world (notebook 10, section 2).
 
 Instruction types cover classification phrased as an instruction, list and string
 transformations, format conversions, arithmetic word problems (AddSub, MultiArith) and

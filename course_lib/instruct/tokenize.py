@@ -1,4 +1,4 @@
-"""Tokenization with prompt masking, and few-shot prompts (notebook 09, sections 3 and 4).
+"""Tokenization with prompt masking, and few-shot prompts (notebook 10, sections 3 and 4).
 
 :func:`tokenize_record` tokenizes prompt and response separately, so the boundary is
 exact, and sets the labels of the prompt tokens to -100 (``mask_prompt=True``): the

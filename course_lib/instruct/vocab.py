@@ -1,4 +1,4 @@
-"""The template's headers as new tokens, and the vocabulary they land in (notebook 09, sections 3 and 5).
+"""The template's headers as new tokens, and the vocabulary they land in (notebook 10, sections 3 and 5).
 
 A vocabulary trained on another corpus may lack the headers' characters ("#", ":");
 one special token per header also keeps the prompt short. The course GPT's embedding

@@ -1,4 +1,4 @@
-"""Preference pairs made offline from the course's instruction set (notebook 09's ``make_instruction_set``).
+"""Preference pairs made offline from the course's instruction set (notebook 10's ``make_instruction_set``).
 
 Each instruction record becomes one pair: the prompt from a template, its own output as
 the ``chosen`` response and, as the ``rejected`` one, a plausible wrong answer: the

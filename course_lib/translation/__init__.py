@@ -1,9 +1,9 @@
-"""Everything notebook 11 (the P-Transformer exercise) uses, in one place.
+"""Everything notebook 12 (the P-Transformer exercise) uses, in one place.
 
-Files, in the order notebook 11 needs them:
+Files, in the order notebook 12 needs them:
 
 =================  ==========================================================================================
-notebook 11        file: what it holds
+notebook 12        file: what it holds
 =================  ==========================================================================================
 setup              ``runs.py``: ``translation_model_config(sizes, ...)`` / ``translation_train_config(sizes, ...)``
                    turn ``profile.translation`` (a :class:`~course_lib.profiles.TranslationSizes`) into configs
