@@ -34,7 +34,6 @@ base (QDoRA) works in forward but cannot be merged.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Iterable, Optional
@@ -43,12 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoints import read_saved_config, read_tensors, save_folder
+from ..checkpoints import read_saved_config, read_tensors
 from .freezing import DEFAULT_HEAD_PATTERNS
-from .lora import (_KIND, _LEDGER, _PEFT_KEY, PEFT_PREFIX, LoRAConfig, LoRALinear, _candidates, _head_modules,
-                   _ledger, check_rank, delete_lora, find_targets, lora_param_count, set_active_lora)
+from .lora import (_KIND, _LEDGER, _PEFT_KEY, PEFT_PREFIX, LoRAConfig, LoRALinear, _candidates, _ledger, check_rank,
+                   delete_lora, find_targets, lora_param_count, peft_lora_config, set_active_lora)
 from .quant import Linear4bit
-from .spine import Ledger, layers_of_type, mark_named_trainable, require_ledger, set_submodule, suffix_names
+from .spine import (Ledger, layers_of_type, mark_named_trainable, require_ledger, save_peft_adapter, set_submodule,
+                    suffix_names)
 
 _MAGNITUDE_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_magnitude_vector$")  # peft's saved magnitude key
 
@@ -297,8 +297,6 @@ def _require_dora(model: nn.Module, name: str) -> Ledger:
 def save_dora(model: nn.Module, name: str, directory: str | Path, head_patterns: Iterable[str] = (),
               task_type: Optional[str] = None) -> Path:
     """Write DoRA adapter ``name`` in peft's format (``use_dora: true``; + the head as peft ``modules_to_save``)."""
-    from safetensors.torch import save_file
-
     ledger = _require_dora(model, name)
     config = ledger.configs[name]
     tensors: dict[str, Tensor] = {}
@@ -307,30 +305,12 @@ def save_dora(model: nn.Module, name: str, directory: str | Path, head_patterns:
         layer = model.get_submodule(path)
         fan_in_fan_out |= layer.fan_in_fan_out
         prefix = f"{PEFT_PREFIX}{path}"  # peft leaves the adapter name (and the magnitude's ".weight") out
-        saved = {f"{prefix}.lora_A.weight": layer.lora_A[name].weight,
-                 f"{prefix}.lora_B.weight": layer.lora_B[name].weight,
-                 f"{prefix}.lora_magnitude_vector": layer.lora_magnitude_vector[name].weight}
-        tensors |= {key: t.detach().cpu().contiguous() for key, t in saved.items()}
-    head_patterns = list(head_patterns)
-    heads = _head_modules(model, head_patterns) if head_patterns else []
-    for head in heads:  # peft saves modules_to_save under the original module path
-        for key, t in model.get_submodule(head).state_dict().items():
-            tensors[f"{PEFT_PREFIX}{head}.{key}"] = t.detach().cpu().contiguous()
-    meta = {
-        "peft_type": "LORA", "task_type": task_type, "base_model_name_or_path": None, "revision": None,
-        "inference_mode": True, "r": config.r, "lora_alpha": config.alpha, "lora_dropout": config.dropout,
-        "target_modules": config.target_modules, "use_rslora": config.use_rslora, "bias": "none",
-        "fan_in_fan_out": fan_in_fan_out, "modules_to_save": heads or None, "init_lora_weights": True,
-        "use_dora": True, "rank_pattern": {}, "alpha_pattern": {}, "layers_to_transform": None,
-        "layers_pattern": None,
-    }
-
-    def write(folder: Path) -> None:
-        save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-        (folder / "adapter_config.json").write_text(json.dumps(meta, indent=2))
-
-    return save_folder(directory, write, "adapter_config.json", lambda saved: saved.get("peft_type") == "LORA",
-                       "peft LoRA/DoRA")
+        tensors |= {f"{prefix}.lora_A.weight": layer.lora_A[name].weight,
+                    f"{prefix}.lora_B.weight": layer.lora_B[name].weight,
+                    f"{prefix}.lora_magnitude_vector": layer.lora_magnitude_vector[name].weight}
+    return save_peft_adapter(model, directory, tensors,
+                             peft_lora_config(config, fan_in_fan_out, task_type, use_dora=True), head_patterns,
+                             "peft LoRA/DoRA")
 
 
 def load_dora(model: nn.Module, directory: str | Path, name: Optional[str] = None) -> str:

@@ -35,7 +35,6 @@ their input. Target the FFN alone with a regex such as ``r".*\\.(key|value)|.*la
 
 from __future__ import annotations
 
-import json
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,11 +45,11 @@ import torch
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
-from ..checkpoints import read_saved_config, read_tensors, save_folder
+from ..checkpoints import read_saved_config, read_tensors
 from .freezing import DEFAULT_HEAD_PATTERNS
-from .lora import PEFT_PREFIX, _head_modules
-from .spine import (Ledger, as_name_list, drop_ledger_if_empty, get_ledger, layers_of_type, mark_named_trainable,
-                    require_ledger, set_submodule, suffix_names)
+from .spine import (PEFT_PREFIX, Ledger, activate_layers, drop_ledger_if_empty, get_ledger, layers_of_type,
+                    ledger_active, ledger_names, mark_named_trainable, require_ledger, save_peft_adapter, set_submodule,
+                    suffix_names)
 from .spine import find_targets as _find_paths
 
 _PEFT_KEY = re.compile(r"^base_model\.model\.(.+)\.ia3_l$")
@@ -344,24 +343,17 @@ def ia3_param_count(model: nn.Module, name: str) -> int:
 
 def list_ia3(model: nn.Module) -> list[str]:
     """Names of the model's (IA)³ adapters, in the order they were added."""
-    ledger = _ledger(model)
-    return ledger.names() if ledger else []
+    return ledger_names(model, _LEDGER)
 
 
 def active_ia3(model: nn.Module) -> list[str]:
     """Names of the (IA)³ adapters in use."""
-    ledger = _ledger(model)
-    return list(ledger.active) if ledger else []
+    return ledger_active(model, _LEDGER)
 
 
 def set_active_ia3(model: nn.Module, names: str | list[str] | None) -> None:
     """Use one adapter, several (their vectors multiply), or none (None: the base model)."""
-    names = as_name_list(names)
-    (_ledger(model) or Ledger(_KIND)).check_known(names)
-    for layer in ia3_layers(model).values():
-        layer.set_active(names)
-    if _ledger(model) is not None:
-        _ledger(model).active = names
+    activate_layers(model, _LEDGER, _KIND, ia3_layers(model).values(), names)
 
 
 def mark_ia3_trainable(model: nn.Module, name: str, head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
@@ -430,8 +422,6 @@ def delete_ia3(model: nn.Module, name: str) -> None:
 def save_ia3(model: nn.Module, name: str, directory: str | Path, head_patterns: Iterable[str] = (),
              task_type: Optional[str] = None) -> Path:
     """Write adapter ``name`` in peft's format (+ the head modules as peft ``modules_to_save``)."""
-    from safetensors.torch import save_file
-
     ledger = require_ledger(model, _LEDGER, _KIND, name)
     config = ledger.configs[name]
     tensors: dict[str, Tensor] = {}
@@ -439,25 +429,13 @@ def save_ia3(model: nn.Module, name: str, directory: str | Path, head_patterns: 
     for path in ledger.paths[name]:
         layer = model.get_submodule(path)
         fan_in_fan_out |= layer.fan_in_fan_out
-        tensors[f"{PEFT_PREFIX}{path}.ia3_l"] = layer.ia3_l[name].detach().cpu().contiguous()  # no adapter name
-    head_patterns = list(head_patterns)
-    heads = _head_modules(model, head_patterns) if head_patterns else []
-    for head in heads:  # peft saves modules_to_save under the original module path
-        for key, t in model.get_submodule(head).state_dict().items():
-            tensors[f"{PEFT_PREFIX}{head}.{key}"] = t.detach().cpu().contiguous()
+        tensors[f"{PEFT_PREFIX}{path}.ia3_l"] = layer.ia3_l[name]  # no adapter name
     meta = {
         "peft_type": "IA3", "task_type": task_type, "base_model_name_or_path": None, "revision": None,
         "inference_mode": True, "target_modules": config.target_modules, "exclude_modules": None,
-        "feedforward_modules": config.feedforward_modules, "fan_in_fan_out": fan_in_fan_out,
-        "modules_to_save": heads or None, "init_ia3_weights": True,
+        "feedforward_modules": config.feedforward_modules, "fan_in_fan_out": fan_in_fan_out, "init_ia3_weights": True,
     }
-
-    def write(folder: Path) -> None:
-        save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-        (folder / "adapter_config.json").write_text(json.dumps(meta, indent=2))
-
-    return save_folder(directory, write, "adapter_config.json", lambda saved: saved.get("peft_type") == "IA3",
-                       "peft (IA)³")
+    return save_peft_adapter(model, directory, tensors, meta, head_patterns, "peft (IA)³")
 
 
 def load_ia3(model: nn.Module, directory: str | Path, name: Optional[str] = None) -> str:

@@ -29,7 +29,6 @@ adapters (``mixed_batch``, through ``LoRALinear.row_adapters``).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from contextlib import contextmanager
@@ -41,14 +40,14 @@ import torch
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
-from ..checkpoints import read_saved_config, read_tensors, save_folder
+from ..checkpoints import read_saved_config, read_tensors
 from .freezing import DEFAULT_HEAD_PATTERNS
 from .quant import Linear4bit
-from .spine import (Ledger, as_name_list, drop_ledger_if_empty, get_ledger, layers_of_type,
-                    mark_named_trainable, require_ledger, set_submodule, suffix_names)
+from .spine import (PEFT_PREFIX, Ledger, activate_layers, drop_ledger_if_empty, get_ledger, layers_of_type,
+                    ledger_active, ledger_names, mark_named_trainable, require_ledger, save_peft_adapter,
+                    set_submodule, suffix_names)
 from .spine import find_targets as _find_paths
 
-PEFT_PREFIX = "base_model.model."  # peft's key prefix: PeftModel.base_model (LoraModel).model
 _PEFT_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_([AB])\.weight$")
 
 
@@ -294,24 +293,17 @@ def add_lora(model: nn.Module, name: str = "default", target_modules: str | Iter
 
 def list_lora(model: nn.Module) -> list[str]:
     """Names of the model's LoRA adapters, in the order they were added."""
-    ledger = _ledger(model)
-    return ledger.names() if ledger else []
+    return ledger_names(model, _LEDGER)
 
 
 def active_lora(model: nn.Module) -> list[str]:
     """Names of the LoRA adapters in use."""
-    ledger = _ledger(model)
-    return list(ledger.active) if ledger else []
+    return ledger_active(model, _LEDGER)
 
 
 def set_active_lora(model: nn.Module, names: str | list[str] | None) -> None:
     """Use one adapter, several (their updates add up), or none (None: the base model)."""
-    names = as_name_list(names)
-    (_ledger(model) or Ledger(_KIND)).check_known(names)
-    for layer in lora_layers(model).values():
-        layer.set_active(names)
-    if _ledger(model) is not None:
-        _ledger(model).active = names
+    activate_layers(model, _LEDGER, _KIND, lora_layers(model).values(), names)
 
 
 def mark_lora_trainable(model: nn.Module, name: str, head_patterns: Iterable[str] = DEFAULT_HEAD_PATTERNS) -> list[str]:
@@ -371,27 +363,9 @@ def delete_lora(model: nn.Module, name: str) -> None:
     drop_ledger_if_empty(model, _LEDGER)
 
 
-def _head_modules(model: nn.Module, head_patterns: list[str]) -> list[str]:
-    """The outermost modules whose parameters all match ``head_patterns`` (peft's modules_to_save)."""
-    matched = {n for n, _ in model.named_parameters() if any(re.search(p, n) for p in head_patterns)}
-    if not matched:
-        raise ValueError(f"head_patterns {head_patterns} matched no parameter of the model.")
-    chosen: list[str] = []
-    for path, module in model.named_modules():
-        names = {f"{path}.{n}" if path else n for n, _ in module.named_parameters()}
-        if names and names <= matched and not any(path.startswith(c + ".") for c in chosen):
-            chosen.append(path)
-    covered = {n for n in matched if any(n.startswith(c + ".") for c in chosen)}
-    if covered != matched:
-        raise ValueError(f"head_patterns must select whole modules; partly selected: {sorted(matched - covered)}")
-    return chosen
-
-
 def save_lora(model: nn.Module, name: str, directory: str | Path, head_patterns: Iterable[str] = (),
               task_type: Optional[str] = None) -> Path:
     """Write adapter ``name`` in peft's format (+ the head modules as peft ``modules_to_save``)."""
-    from safetensors.torch import save_file
-
     ledger = require_ledger(model, _LEDGER, _KIND, name)
     config = ledger.configs[name]
     if type(config) is not LoRAConfig:  # e.g. DoRA: its magnitudes and use_dora flag belong in the file too
@@ -403,28 +377,21 @@ def save_lora(model: nn.Module, name: str, directory: str | Path, head_patterns:
         layer = model.get_submodule(path)
         fan_in_fan_out |= layer.fan_in_fan_out
         for part in ("A", "B"):  # peft leaves the adapter name out of saved keys
-            weight = getattr(layer, f"lora_{part}")[name].weight
-            tensors[f"{PEFT_PREFIX}{path}.lora_{part}.weight"] = weight.detach().cpu().contiguous()
-    head_patterns = list(head_patterns)
-    heads = _head_modules(model, head_patterns) if head_patterns else []
-    for head in heads:  # peft saves modules_to_save under the original module path
-        for key, t in model.get_submodule(head).state_dict().items():
-            tensors[f"{PEFT_PREFIX}{head}.{key}"] = t.detach().cpu().contiguous()
-    meta = {
+            tensors[f"{PEFT_PREFIX}{path}.lora_{part}.weight"] = getattr(layer, f"lora_{part}")[name].weight
+    return save_peft_adapter(model, directory, tensors, peft_lora_config(config, fan_in_fan_out, task_type),
+                             head_patterns, "peft LoRA")
+
+
+def peft_lora_config(config: LoRAConfig, fan_in_fan_out: bool, task_type: Optional[str] = None,
+                     use_dora: bool = False) -> dict:
+    """peft's adapter_config.json fields for a LoRA (or DoRA) adapter with this config."""
+    return {
         "peft_type": "LORA", "task_type": task_type, "base_model_name_or_path": None, "revision": None,
         "inference_mode": True, "r": config.r, "lora_alpha": config.alpha, "lora_dropout": config.dropout,
         "target_modules": config.target_modules, "use_rslora": config.use_rslora, "bias": "none",
-        "fan_in_fan_out": fan_in_fan_out, "modules_to_save": heads or None, "init_lora_weights": True,
-        "use_dora": False, "rank_pattern": {}, "alpha_pattern": {}, "layers_to_transform": None,
-        "layers_pattern": None,
+        "fan_in_fan_out": fan_in_fan_out, "init_lora_weights": True, "use_dora": use_dora, "rank_pattern": {},
+        "alpha_pattern": {}, "layers_to_transform": None, "layers_pattern": None,
     }
-
-    def write(folder: Path) -> None:
-        save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-        (folder / "adapter_config.json").write_text(json.dumps(meta, indent=2))
-
-    return save_folder(directory, write, "adapter_config.json", lambda saved: saved.get("peft_type") == "LORA",
-                       "peft LoRA")
 
 
 def load_lora(model: nn.Module, directory: str | Path, name: Optional[str] = None) -> str:

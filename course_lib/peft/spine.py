@@ -15,6 +15,7 @@ around it is the same for all of them and lives here:
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 
 from .freezing import DEFAULT_HEAD_PATTERNS, freeze_all, unfreeze, unfreeze_where
 
+PEFT_PREFIX = "base_model.model."  # peft's key prefix: PeftModel.base_model (the tuner).model
 HEAD_FILE = "head_model.safetensors"  # optional: the task head saved next to an adapter
 _NUMBERED = re.compile(r"(?:^|\.)\d+\.")
 _CLASSIFIER_SUFFIXES = ("ForSequenceClassification", "ForTokenClassification", "ForMultipleChoice")
@@ -150,6 +152,31 @@ def get_ledger(model: nn.Module, attr: str, kind: str, create: bool = False) -> 
     return ledger
 
 
+def ledger_names(model: nn.Module, attr: str) -> list[str]:
+    """Names in the model's ledger ``attr``, in the order they were added ([] without a ledger)."""
+    ledger = getattr(model, attr, None)
+    return ledger.names() if ledger else []
+
+
+def ledger_active(model: nn.Module, attr: str) -> list[str]:
+    """The active names in the model's ledger ``attr`` ([] without a ledger)."""
+    ledger = getattr(model, attr, None)
+    return list(ledger.active) if ledger else []
+
+
+def activate_layers(model: nn.Module, attr: str, kind: str, layers: Iterable[Any],
+                    names: str | Iterable[str] | None) -> list[str]:
+    """Check ``names`` against the ledger, call ``set_active(names)`` on every layer, record them; return them."""
+    names = as_name_list(names)
+    ledger = getattr(model, attr, None)
+    (ledger or Ledger(kind)).check_known(names)
+    for layer in layers:
+        layer.set_active(names)
+    if ledger is not None:
+        ledger.active = names
+    return names
+
+
 def require_ledger(model: nn.Module, attr: str, kind: str, name: str) -> Ledger:
     """The model's ledger if it holds ``name``, else a KeyError listing the names there are."""
     return (get_ledger(model, attr, kind) or Ledger(kind)).require(name)
@@ -241,3 +268,46 @@ def regularization_loss(model: nn.Module) -> Optional[Tensor]:
     terms = [term for module in model.modules() if hasattr(module, "regularization_loss")
              for term in [module.regularization_loss()] if term is not None]
     return torch.stack(terms).sum() if terms else None
+
+
+def peft_head_modules(model: nn.Module, head_patterns: list[str]) -> list[str]:
+    """The outermost modules whose parameters all match ``head_patterns`` (peft's modules_to_save)."""
+    matched = {n for n, _ in model.named_parameters() if any(re.search(p, n) for p in head_patterns)}
+    if not matched:
+        raise ValueError(f"head_patterns {head_patterns} matched no parameter of the model.")
+    chosen: list[str] = []
+    for path, module in model.named_modules():
+        names = {f"{path}.{n}" if path else n for n, _ in module.named_parameters()}
+        if names and names <= matched and not any(path.startswith(c + ".") for c in chosen):
+            chosen.append(path)
+    covered = {n for n in matched if any(n.startswith(c + ".") for c in chosen)}
+    if covered != matched:
+        raise ValueError(f"head_patterns must select whole modules; partly selected: {sorted(matched - covered)}")
+    return chosen
+
+
+def save_peft_adapter(model: nn.Module, directory: str | Path, tensors: dict[str, Tensor], meta: dict,
+                      head_patterns: Iterable[str], what: str) -> Path:
+    """Write peft's adapter_model.safetensors + adapter_config.json atomically, the head as ``modules_to_save``.
+
+    ``tensors`` are the method's tensors under peft's keys; the head modules' tensors are added under their own
+    paths (peft's layout) and ``meta["modules_to_save"]`` names them. ``what`` names the format in messages.
+    """
+    from safetensors.torch import save_file
+
+    from ..checkpoints import save_folder
+
+    head_patterns = list(head_patterns)
+    heads = peft_head_modules(model, head_patterns) if head_patterns else []
+    tensors = {k: t.detach().cpu().contiguous() for k, t in tensors.items()}
+    for head in heads:  # peft saves modules_to_save under the original module path
+        for key, t in model.get_submodule(head).state_dict().items():
+            tensors[f"{PEFT_PREFIX}{head}.{key}"] = t.detach().cpu().contiguous()
+    meta = {**meta, "modules_to_save": heads or None}
+
+    def write(folder: Path) -> None:
+        save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+        (folder / "adapter_config.json").write_text(json.dumps(meta, indent=2))
+
+    return save_folder(directory, write, "adapter_config.json",
+                       lambda saved: saved.get("peft_type") == meta["peft_type"], what)
