@@ -47,9 +47,9 @@ from transformers.pytorch_utils import Conv1D
 
 from ..checkpoints import read_saved_config, read_tensors
 from .freezing import DEFAULT_HEAD_PATTERNS
-from .spine import (PEFT_PREFIX, Ledger, activate_layers, drop_ledger_if_empty, get_ledger, layers_of_type,
+from .spine import (PEFT_PREFIX, Ledger, activate_layers, delete_named, get_ledger, layers_of_type,
                     ledger_active, ledger_names, mark_named_trainable, require_ledger, save_peft_adapter, set_submodule,
-                    suffix_names)
+                    suffix_names, unload_layers)
 from .spine import find_targets as _find_paths
 
 _PEFT_KEY = re.compile(r"^base_model\.model\.(.+)\.ia3_l$")
@@ -397,26 +397,14 @@ def unmerge_ia3(model: nn.Module) -> None:
 
 def unload_ia3(model: nn.Module, merge: bool = True) -> nn.Module:
     """Put the plain base layers back, the active vectors folded in (``merge``) or dropped: an (IA)³-free model."""
-    for path, layer in ia3_layers(model).items():
-        if merge:
-            layer.merge(reversible=False)  # never unmerged, so zeros are fine
-        else:
-            layer.unmerge()
-        set_submodule(model, path, layer.base_layer)
-    if _ledger(model) is not None:
-        delattr(model, _LEDGER)
-    return model
+    # merged for good here (never unmerged), so vectors with zeros are fine
+    fold = (lambda layer: layer.merge(reversible=False)) if merge else (lambda layer: layer.unmerge())
+    return unload_layers(model, _LEDGER, ia3_layers(model), fold)
 
 
 def delete_ia3(model: nn.Module, name: str) -> None:
     """Remove adapter ``name`` everywhere; layers left without vectors give their base layer back."""
-    for path in require_ledger(model, _LEDGER, _KIND, name).remove(name):
-        layer = model.get_submodule(path)
-        layer.delete_adapter(name)
-        if not layer.ia3_l:
-            layer.unmerge()
-            set_submodule(model, path, layer.base_layer)
-    drop_ledger_if_empty(model, _LEDGER)
+    delete_named(model, _LEDGER, _KIND, name, lambda layer: not layer.ia3_l)
 
 
 def save_ia3(model: nn.Module, name: str, directory: str | Path, head_patterns: Iterable[str] = (),

@@ -43,9 +43,9 @@ from transformers.pytorch_utils import Conv1D
 from ..checkpoints import read_saved_config, read_tensors
 from .freezing import DEFAULT_HEAD_PATTERNS
 from .quant import Linear4bit
-from .spine import (PEFT_PREFIX, Ledger, activate_layers, drop_ledger_if_empty, get_ledger, layers_of_type,
+from .spine import (PEFT_PREFIX, Ledger, activate_layers, delete_named, get_ledger, layers_of_type,
                     ledger_active, ledger_names, mark_named_trainable, require_ledger, save_peft_adapter,
-                    set_submodule, suffix_names)
+                    set_submodule, suffix_names, unload_layers)
 from .spine import find_targets as _find_paths
 
 _PEFT_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_([AB])\.weight$")
@@ -344,23 +344,12 @@ def unmerge_lora(model: nn.Module) -> None:
 
 def merge_and_unload(model: nn.Module) -> nn.Module:
     """Merge the active adapter(s) and put the plain base layers back: a LoRA-free model."""
-    for path, layer in lora_layers(model).items():
-        layer.merge()
-        set_submodule(model, path, layer.base_layer)
-    if _ledger(model) is not None:
-        delattr(model, _LEDGER)
-    return model
+    return unload_layers(model, _LEDGER, lora_layers(model), lambda layer: layer.merge())
 
 
 def delete_lora(model: nn.Module, name: str) -> None:
     """Remove adapter ``name`` everywhere; layers left without adapters give their base layer back."""
-    for path in require_ledger(model, _LEDGER, _KIND, name).remove(name):
-        layer = model.get_submodule(path)
-        layer.delete_adapter(name)
-        if not layer.lora_A:
-            layer.unmerge()
-            set_submodule(model, path, layer.base_layer)
-    drop_ledger_if_empty(model, _LEDGER)
+    delete_named(model, _LEDGER, _KIND, name, lambda layer: not layer.lora_A)
 
 
 def save_lora(model: nn.Module, name: str, directory: str | Path, head_patterns: Iterable[str] = (),

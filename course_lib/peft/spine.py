@@ -177,6 +177,28 @@ def activate_layers(model: nn.Module, attr: str, kind: str, layers: Iterable[Any
     return names
 
 
+def delete_named(model: nn.Module, attr: str, kind: str, name: str, is_empty: Callable[[nn.Module], bool]) -> None:
+    """Remove adapter ``name`` from every layer holding it; a layer left ``is_empty`` gives its base layer back."""
+    for path in require_ledger(model, attr, kind, name).remove(name):
+        layer = model.get_submodule(path)
+        layer.delete_adapter(name)
+        if is_empty(layer):
+            layer.unmerge()
+            set_submodule(model, path, layer.base_layer)
+    drop_ledger_if_empty(model, attr)
+
+
+def unload_layers(model: nn.Module, attr: str, layers: dict[str, nn.Module],
+                  fold: Callable[[nn.Module], Any]) -> nn.Module:
+    """Call ``fold(layer)`` (merge, or unmerge to drop) on every layer, put its base layer back, drop the ledger."""
+    for path, layer in layers.items():
+        fold(layer)
+        set_submodule(model, path, layer.base_layer)
+    if getattr(model, attr, None) is not None:
+        delattr(model, attr)
+    return model
+
+
 def require_ledger(model: nn.Module, attr: str, kind: str, name: str) -> Ledger:
     """The model's ledger if it holds ``name``, else a KeyError listing the names there are."""
     return (get_ledger(model, attr, kind) or Ledger(kind)).require(name)
