@@ -45,14 +45,9 @@ def test_domain_loras_train_once_and_every_merge_is_scored_on_both_domains(real_
     joint = real_merging.joint_lora(1e-3, 0, profile, show_progress=False)
     assert set(joint) == {"movie", "amazon"} and len(calls) == 2  # the joint run is not a domain run
     assert real_merging.joint_lora(1e-3, 0, profile, show_progress=False) == joint  # cached
-
-
-def test_domain_loras_score_a_custom_merge_and_refuse_a_bad_one(real_env):
-    profile = get_profile("ci")
-    loras = real_merging.domain_loras(1e-3, 0, profile, show_progress=False)
-    alone = loras.scores("movie", head_of="movie")
-    assert alone == real_merging.merge_scores(1e-3, 0, profile, show_progress=False)["movie LoRA alone"]
-    half = loras.merge("halves", "cat", [0.5, 0.5])
-    assert set(half) == {"movie", "amazon"}
+    loras = real_merging.domain_loras(1e-3, 0, profile, show_progress=False)  # the cached LoRAs, in one model
+    assert loras.scores("movie", head_of="movie") == scores["movie LoRA alone"] and len(calls) == 2
+    assert set(loras.merge("halves", "cat", [0.5, 0.5])) == {"movie", "amazon"}
     with pytest.raises(ValueError, match="combination_type"):
         loras.merge("bad", "median", [0.5, 0.5])
+
