@@ -15,7 +15,7 @@ from course_lib.peft.lora import (LoRALinear, add_lora, delete_lora, disable_lor
                                   merge_and_unload, merge_lora, save_lora, set_active_lora, unmerge_lora)
 from course_lib.peft.quant import Linear4bit
 
-from tiny_models import ids, tiny_bert
+from tiny_models import ids, requires_reference_peft, tiny_bert
 
 BERT_TARGETS = ["query", "value"]
 
@@ -138,6 +138,7 @@ def test_same_numbers_as_peft_use_dora(make, targets):
     assert not torch.allclose(ours(batch).logits, got, atol=1e-6)  # dropout was really on
 
 
+@requires_reference_peft
 def test_two_adapters_and_a_plain_lora_match_peft():
     from peft import LoraConfig, get_peft_model
 

@@ -12,7 +12,7 @@ from course_lib.peft.lora import (add_lora, delete_lora, list_lora, lora_layers,
 from course_lib.peft.lora_merging import COMBINATION_TYPES, drop_and_rescale, elect_sign, trim
 
 from test_lora import tiny_gpt2
-from tiny_models import logits, tiny_bert
+from tiny_models import logits, requires_reference_peft, tiny_bert
 
 NAMES = ("sent", "topic", "nli")  # not 'a', 'b': peft warns about names contained in its prefix "lora_"
 BERT_TARGETS = (["query", "value"], ["query", "key"], ["value", "dense"])  # overlapping: some layers lack some
@@ -65,6 +65,7 @@ def assert_same_adapter(peft_model, course, name, vocab=50):
 
 # -- the tensor merges -----------------------------------------------------------------------------------------
 
+@requires_reference_peft
 @pytest.mark.filterwarnings("ignore:The density 1.0")  # peft warns that density 1 prunes nothing
 def test_tensor_merges_match_peft_merge_utils():
     from peft.utils import merge_utils
@@ -136,6 +137,7 @@ def test_tensor_merge_errors():
 
 # -- add_weighted_lora against peft's add_weighted_adapter ---------------------------------------------------
 
+@requires_reference_peft
 @pytest.mark.parametrize("combination_type", COMBINATION_TYPES)
 def test_add_weighted_lora_matches_peft(combination_type):
     peft_model, course = twin_loras()
@@ -151,6 +153,7 @@ def test_add_weighted_lora_matches_peft(combination_type):
     assert set(config.target_modules) == set(peft_model.peft_config["merged"].target_modules)
 
 
+@requires_reference_peft
 @pytest.mark.parametrize("combination_type, density", [("linear", None), ("ties", 0.6),
                                                        ("magnitude_prune", 0.3), ("dare_ties", 0.8)])
 def test_frequency_sign_and_other_densities_match_peft(combination_type, density):
@@ -163,6 +166,7 @@ def test_frequency_sign_and_other_densities_match_peft(combination_type, density
     assert_same_adapter(peft_model, course, "m")
 
 
+@requires_reference_peft
 @pytest.mark.parametrize("combination_type, svd", [("cat", {}), ("svd", {}), ("svd", {"svd_rank": 3}),
                                                    ("svd", {"svd_rank": 2, "svd_clamp": 0.9}),
                                                    ("ties_svd", {"svd_rank": 5, "density": 0.5}),
@@ -189,6 +193,7 @@ def test_cat_is_exact_and_svd_is_the_best_rank_r_approximation():
         torch.testing.assert_close(error, s[2:].square().sum().sqrt(), atol=1e-5, rtol=1e-4)
 
 
+@requires_reference_peft
 def test_one_adapter_is_rescaled_exactly_whatever_the_type():
     peft_model, course = twin_loras()
     peft_model.add_weighted_adapter(["topic"], [-0.6], "solo", combination_type="svd")  # peft: one adapter -> linear
@@ -228,6 +233,7 @@ def test_rslora_sources_merge_correctly_where_peft_scales_by_sqrt_r():
     assert course._course_lora.configs["m"].use_rslora is False
 
 
+@requires_reference_peft
 @pytest.mark.parametrize("combination_type", ["cat", "svd", "ties", "dare_linear_svd"])
 def test_gpt2_conv1d_matches_peft(combination_type):
     peft_model, course = twin_loras(tiny_gpt2, targets=(["c_attn"], ["c_attn", "c_proj"], ["c_fc"]),
