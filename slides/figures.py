@@ -1,0 +1,95 @@
+"""Figures for slides: one panel cut out of a multi-panel notebook figure, along the white gaps between panels."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+INK = 245          # a pixel darker than this (any channel) is ink; the course figures have a white background
+TOP_BAND = 0.18    # a suptitle or a figure legend lives in the top 18% of the figure
+
+
+def ink_mask(image: Image.Image) -> np.ndarray:
+    """True where a pixel is not background."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    return (pixels < INK).any(axis=2)
+
+
+def top_rows_to_drop(ink: np.ndarray, gaps: list[tuple[int, int]]) -> int:
+    """Rows at the top whose ink crosses a gap between panels (a suptitle or a shared legend): they are cut off."""
+    band = int(ink.shape[0] * TOP_BAND)
+    crossing = np.zeros(ink.shape[0], dtype=bool)
+    for start, end in gaps:
+        crossing |= ink[:, start:end].any(axis=1)
+    rows = np.flatnonzero(crossing[:band])
+    if not len(rows):
+        return 0
+    last = rows.max()
+    below = np.flatnonzero(~ink[last:band].any(axis=1))  # the blank row under that text
+    return int(last + (below[0] if len(below) else 0))
+
+
+def column_gaps(ink: np.ndarray, top: int) -> list[tuple[int, int]]:
+    """Runs of blank columns (below `top`), as (start, end) pairs, widest first."""
+    blank = ~ink[top:].any(axis=0)
+    runs, start = [], None
+    for x, free in enumerate(blank):
+        if free and start is None:
+            start = x
+        elif not free and start is not None:
+            runs.append((start, x))
+            start = None
+    if start is not None:
+        runs.append((start, len(blank)))
+    return runs
+
+
+def split_points(ink: np.ndarray, panels: int) -> tuple[list[int], int]:
+    """Where to cut a figure of `panels` side-by-side panels, and how many top rows to drop."""
+    width = ink.shape[1]
+    inner = lambda runs: [(s, e) for s, e in runs if s > width * 0.1 and e < width * 0.9]  # noqa: E731
+    top = int(ink.shape[0] * TOP_BAND)
+    runs = inner(column_gaps(ink, top))
+    cuts = []
+    for k in range(1, panels):
+        target = width * k / panels
+        near = [run for run in runs if abs((run[0] + run[1]) / 2 - target) < width / (2 * panels)]
+        if not near:
+            raise ValueError(f"no white gap between panels {k} and {k + 1} near x={target:.0f} of {width}px")
+        best = max(near, key=lambda run: (run[1] - run[0]) - abs((run[0] + run[1]) / 2 - target) / 4)
+        cuts.append(best)
+    drop = top_rows_to_drop(ink, cuts)
+    return [int((s + e) / 2) for s, e in cuts], drop
+
+
+def trim(image: Image.Image, pad: int = 6) -> Image.Image:
+    """The image without its blank margins (keeping `pad` pixels)."""
+    ink = ink_mask(image)
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if not len(rows):
+        return image
+    box = (max(cols[0] - pad, 0), max(rows[0] - pad, 0), min(cols[-1] + pad + 1, image.width),
+           min(rows[-1] + pad + 1, image.height))
+    return image.crop(box)
+
+
+def panel(png: bytes, index: int, panels: int) -> bytes:
+    """Panel `index` (1-based) of a figure with `panels` panels side by side, as PNG bytes."""
+    if not 1 <= index <= panels:
+        raise ValueError(f"panel {index} of {panels}: the panel must be between 1 and {panels}")
+    image = Image.open(io.BytesIO(png))
+    ink = ink_mask(image)
+    cuts, drop = split_points(ink, panels)
+    edges = [0, *cuts, image.width]
+    piece = trim(image.crop((edges[index - 1], drop, edges[index], image.height)))
+    out = io.BytesIO()
+    piece.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height of PNG bytes."""
+    with Image.open(io.BytesIO(png)) as image:
+        return image.size

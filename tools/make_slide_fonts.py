@@ -1,0 +1,81 @@
+"""Maintainers: write the fonts the decks bundle (slides/theme/fonts/), subset from Debian's font packages.
+
+    apt-get install fonts-nanum fonts-lmodern    # the sources (OFL and GUST Font License)
+    python tools/make_slide_fonts.py
+
+Nanum Gothic (regular and bold, for text) and Nanum Gothic Coding (for code) keep Latin, Greek, punctuation, arrows,
+math operators and the 2,350 Hangul syllables of KS X 1001, which cover modern Korean text; Latin Modern Math keeps
+its whole MATH table so sub- and superscripts sit where TeX puts them. tests/test_slides.py checks that every
+character on the slides is in the bundled fonts, so a new Hangul syllable outside the set fails there by name.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from fontTools import subset
+from fontTools.ttLib import TTFont
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "slides" / "theme" / "fonts"
+NANUM = Path("/usr/share/fonts/truetype/nanum")
+LM_MATH = Path("/usr/share/texmf/fonts/opentype/public/lm-math/latinmodern-math.otf")
+
+TEXT_RANGES = [(0x20, 0x7E), (0xA0, 0x17F), (0x370, 0x3FF), (0x2010, 0x205E), (0x2070, 0x209F),
+               (0x2100, 0x215F), (0x2190, 0x21FF), (0x2200, 0x22FF), (0x2300, 0x23FF), (0x2460, 0x24FF),
+               (0x2500, 0x25FF), (0x2600, 0x26FF), (0x3000, 0x303F), (0x3131, 0x318E), (0xFF01, 0xFF5E)]
+
+
+def ks_x_1001_hangul() -> list[int]:
+    """The 2,350 precomposed Hangul syllables of KS X 1001 (EUC-KR rows 0xB0-0xC8)."""
+    found = []
+    for high in range(0xB0, 0xC9):
+        for low in range(0xA1, 0xFF):
+            try:
+                found.append(ord(bytes([high, low]).decode("euc-kr")))
+            except UnicodeDecodeError:
+                continue
+    return found
+
+
+def text_codepoints() -> list[int]:
+    """Every code point the text fonts keep."""
+    points = [cp for start, end in TEXT_RANGES for cp in range(start, end + 1)]
+    return sorted(set(points + ks_x_1001_hangul()))
+
+
+def write_subset(source: Path, target: Path, unicodes: list[int] | None) -> None:
+    """Subset one font (None keeps every glyph) and save it as WOFF."""
+    options = subset.Options()
+    options.flavor = "woff"
+    options.layout_features = ["*"]
+    options.name_IDs = ["*"]
+    options.notdef_outline = True
+    options.hinting = False  # projectors and screens scale the slides; hints only add size
+    font = TTFont(source)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=unicodes if unicodes is not None else list(font.getBestCmap()))
+    subsetter.subset(font)
+    font.flavor = "woff"
+    font.save(target)
+    print(f"{target.relative_to(ROOT)}: {target.stat().st_size / 1024:.0f} KiB, {len(font.getBestCmap())} characters")
+
+
+def main() -> int:
+    """Write the four bundled fonts."""
+    missing = [path for path in (NANUM / "NanumGothic.ttf", LM_MATH) if not path.is_file()]
+    if missing:
+        print(f"missing {missing}: apt-get install fonts-nanum fonts-lmodern", file=sys.stderr)
+        return 1
+    OUT.mkdir(parents=True, exist_ok=True)
+    points = text_codepoints()
+    write_subset(NANUM / "NanumGothic.ttf", OUT / "NanumGothic.woff", points)
+    write_subset(NANUM / "NanumGothicBold.ttf", OUT / "NanumGothicBold.woff", points)
+    write_subset(NANUM / "NanumGothicCoding.ttf", OUT / "NanumGothicCoding.woff", points)
+    write_subset(LM_MATH, OUT / "latinmodern-math.woff", None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
