@@ -18,17 +18,26 @@ def ink_mask(image: Image.Image) -> np.ndarray:
 
 
 def top_rows_to_drop(ink: np.ndarray, gaps: list[tuple[int, int]]) -> int:
-    """Rows at the top whose ink crosses a gap between panels (a suptitle or a shared legend): they are cut off."""
+    """Rows at the top holding figure-level text (a suptitle, a shared legend): text that crosses a gap between
+    panels, or that not every panel has at that height. They are cut off rather than split between panels."""
     band = int(ink.shape[0] * TOP_BAND)
-    crossing = np.zeros(ink.shape[0], dtype=bool)
-    for start, end in gaps:
-        crossing |= ink[:, start:end].any(axis=1)
-    rows = np.flatnonzero(crossing[:band])
-    if not len(rows):
-        return 0
-    last = rows.max()
-    below = np.flatnonzero(~ink[last:band].any(axis=1))  # the blank row under that text
-    return int(last + (below[0] if len(below) else 0))
+    edges = [0, *[(start + end) // 2 for start, end in gaps], ink.shape[1]]
+    drop = 0
+    while True:
+        rows = np.flatnonzero(ink[drop:band].any(axis=1))
+        if not len(rows):
+            return drop
+        first = drop + rows[0]
+        blank = np.flatnonzero(~ink[first:band].any(axis=1))
+        if not len(blank):
+            return drop
+        last = first + blank[0]  # the text line ends at the first blank row under it
+        lines = ink[first:last]
+        crosses = any(lines[:, start:end].any() for start, end in gaps)
+        panels_with_text = sum(lines[:, left:right].any() for left, right in zip(edges, edges[1:]))
+        if not crosses and panels_with_text == len(edges) - 1:
+            return drop
+        drop = last
 
 
 def column_gaps(ink: np.ndarray, top: int) -> list[tuple[int, int]]:

@@ -3,9 +3,10 @@
     apt-get install fonts-nanum fonts-lmodern    # the sources (OFL and GUST Font License)
     python tools/make_slide_fonts.py
 
-Nanum Gothic (regular and bold, for text) and Nanum Gothic Coding (for code) keep Latin, Greek, punctuation, arrows,
-math operators and the 2,350 Hangul syllables of KS X 1001, which cover modern Korean text; Latin Modern Math keeps
-its whole MATH table so sub- and superscripts sit where TeX puts them. tests/test_slides.py checks that every
+Nanum Gothic (regular and bold, for text) and Nanum Gothic Coding (for code), renamed "Course Gothic" and "Course
+Gothic Coding" as the SIL Open Font License asks of modified versions (the name Nanum is reserved), keep Latin, Greek, punctuation, arrows,
+math operators and the 2,350 Hangul syllables of KS X 1001, which cover modern Korean text. Latin Modern Math is
+bundled unchanged (only put in a WOFF container): its MATH table places sub- and superscripts where TeX puts them. tests/test_slides.py checks that every
 character on the slides is in the bundled fonts, so a new Hangul syllable outside the set fails there by name.
 """
 
@@ -45,8 +46,19 @@ def text_codepoints() -> list[int]:
     return sorted(set(points + ks_x_1001_hangul()))
 
 
-def write_subset(source: Path, target: Path, unicodes: list[int] | None) -> None:
-    """Subset one font (None keeps every glyph) and save it as WOFF."""
+def rename(font: TTFont, family: str, style: str) -> None:
+    """Give a subset its own family name: the OFL reserves the name "Nanum" for the unmodified fonts."""
+    full = family if style == "Regular" else f"{family} {style}"
+    names = {1: family, 2: style, 3: f"{full}; subset for PEFT from scratch", 4: full, 6: full.replace(" ", "-"),
+             16: family, 17: style}
+    table = font["name"]
+    table.names = [record for record in table.names if record.nameID not in names]
+    for name_id, value in names.items():
+        table.setName(value, name_id, 3, 1, 0x409)
+
+
+def write_subset(source: Path, target: Path, unicodes: list[int], family: str, style: str) -> None:
+    """Subset one font, rename it and save it as WOFF."""
     options = subset.Options()
     options.flavor = "woff"
     options.layout_features = ["*"]
@@ -55,8 +67,17 @@ def write_subset(source: Path, target: Path, unicodes: list[int] | None) -> None
     options.hinting = False  # projectors and screens scale the slides; hints only add size
     font = TTFont(source)
     subsetter = subset.Subsetter(options)
-    subsetter.populate(unicodes=unicodes if unicodes is not None else list(font.getBestCmap()))
+    subsetter.populate(unicodes=unicodes)
     subsetter.subset(font)
+    rename(font, family, style)
+    font.flavor = "woff"
+    font.save(target)
+    print(f"{target.relative_to(ROOT)}: {target.stat().st_size / 1024:.0f} KiB, {len(font.getBestCmap())} characters")
+
+
+def wrap(source: Path, target: Path) -> None:
+    """Save a font unchanged (every table, every glyph) as WOFF: a container change, not a modification."""
+    font = TTFont(source)
     font.flavor = "woff"
     font.save(target)
     print(f"{target.relative_to(ROOT)}: {target.stat().st_size / 1024:.0f} KiB, {len(font.getBestCmap())} characters")
@@ -70,10 +91,13 @@ def main() -> int:
         return 1
     OUT.mkdir(parents=True, exist_ok=True)
     points = text_codepoints()
-    write_subset(NANUM / "NanumGothic.ttf", OUT / "NanumGothic.woff", points)
-    write_subset(NANUM / "NanumGothicBold.ttf", OUT / "NanumGothicBold.woff", points)
-    write_subset(NANUM / "NanumGothicCoding.ttf", OUT / "NanumGothicCoding.woff", points)
-    write_subset(LM_MATH, OUT / "latinmodern-math.woff", None)
+    for stale in OUT.glob("*.woff"):
+        stale.unlink()
+    write_subset(NANUM / "NanumGothic.ttf", OUT / "CourseGothic-Regular.woff", points, "Course Gothic", "Regular")
+    write_subset(NANUM / "NanumGothicBold.ttf", OUT / "CourseGothic-Bold.woff", points, "Course Gothic", "Bold")
+    write_subset(NANUM / "NanumGothicCoding.ttf", OUT / "CourseGothicCoding-Regular.woff", points,
+                 "Course Gothic Coding", "Regular")
+    wrap(LM_MATH, OUT / "latinmodern-math.woff")
     return 0
 
 
