@@ -7,8 +7,8 @@
 #   bash course.sh test      set up, check the library's architecture (lint-imports), then run the unit tests and
 #                            every notebook with nbval (ci profile, offline)
 #   bash course.sh refresh   maintainers: re-execute the committed notebooks in place (cpu profile)
-#   bash course.sh slides    set up, then build the instructor decks into build/slides/ (--check: open each in
-#                            headless Chromium; see slides/README.md)
+#   bash course.sh slides    set up, then build the lecture decks into build/slides/ (--check: step through each
+#                            in headless Chromium and check every slide; see slides/README.md)
 #   bash course.sh setup     only set up
 #
 # Environment knobs: PYTHON (interpreter for the venv, default python3), COURSE_VENV (default .venv),

@@ -37,7 +37,7 @@ class Visual:
     cell: str
     index: int = 0
     panel: tuple[int, int] | None = None
-    rows: int | None = None
+    rows: int | tuple[str, ...] | None = None
     columns: tuple[str, ...] | None = None
     output_kind: str = "text"
     lines: tuple[int, int] | None = None
@@ -107,8 +107,10 @@ def visual(kind: str, spec: object, where: str) -> Visual:
             raise ValueError(f"{where}: panel={spec['panel']!r}; write 'i/n' for panel i of n side by side")
         panel = (int(match.group(1)), int(match.group(2)))
     rows = spec.get("rows")
-    if rows is not None and (not isinstance(rows, int) or rows < 1):
-        raise ValueError(f"{where}: rows={rows!r}; a positive number of table rows")
+    if isinstance(rows, list) and rows and all(isinstance(r, str) for r in rows):
+        rows = tuple(rows)
+    elif rows is not None and (not isinstance(rows, int) or isinstance(rows, bool) or rows < 1):
+        raise ValueError(f"{where}: rows={rows!r}; the number of top rows, or a list of row labels")
     columns = spec.get("columns")
     if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
         raise ValueError(f"{where}: columns={columns!r}; a list of column names")

@@ -71,7 +71,8 @@ def visual_html(source: NotebookSource, shown: Visual, math_errors: list[str]) -
     if shown.kind == "table":
         full = source.table(shown.cell, shown.index)
         try:
-            table = full.select(shown.rows, list(shown.columns) if shown.columns else None)
+            rows = list(shown.rows) if isinstance(shown.rows, tuple) else shown.rows
+            table = full.select(rows, list(shown.columns) if shown.columns else None)
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from err
         return table.to_html(more=len(full.rows) - len(table.rows))

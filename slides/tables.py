@@ -14,9 +14,10 @@ class Table:
     header: list[str]
     rows: list[list[str]]
 
-    def select(self, rows: int | None = None, columns: list[str] | None = None) -> "Table":
-        """The first `rows` rows and the label column plus the named columns, in the order given."""
-        if rows is not None and rows < 1:
+    def select(self, rows: int | list[str] | None = None, columns: list[str] | None = None) -> "Table":
+        """The first `rows` rows (or the rows with these labels, in this order) and the label column plus the named
+        columns, in the order given."""
+        if isinstance(rows, int) and rows < 1:
             raise ValueError(f"rows={rows}: a slide table needs at least one row")
         keep = list(range(len(self.header)))
         if columns:
@@ -24,7 +25,14 @@ class Table:
             if unknown:
                 raise ValueError(f"no column {unknown} in this table; its columns are {self.header[1:]}")
             keep = [0] + [self.header.index(name, 1) for name in columns]
-        body = self.rows if rows is None else self.rows[:rows]
+        if isinstance(rows, list):
+            labels = [row[0] for row in self.rows]
+            unknown = [label for label in rows if label not in labels]
+            if unknown:
+                raise ValueError(f"no row {unknown} in this table; its rows are {labels}")
+            body = [self.rows[labels.index(label)] for label in rows]
+        else:
+            body = self.rows if rows is None else self.rows[:rows]
         return Table([self.header[i] for i in keep], [[row[i] if i < len(row) else "" for i in keep] for row in body])
 
     def to_html(self, more: int = 0) -> str:

@@ -110,6 +110,9 @@ def test_pandas_table_is_cut_to_rows_and_columns():
     cut = table.select(rows=2, columns=["acc"])
     assert cut.header == ["method", "acc"] and cut.rows == [["a", "0.9"], ["b", "0.8"]]
     assert "+ 1 more rows in the notebook" in cut.to_html(more=1)
+    assert table.select(rows=["c", "a"], columns=["ms"]).rows == [["c", "3"], ["a", "1"]]
+    with pytest.raises(ValueError, match="no row \\['d'\\]"):
+        table.select(rows=["d"])
     with pytest.raises(ValueError, match="no column \\['loss'\\]"):
         table.select(columns=["loss"])
 
