@@ -152,6 +152,10 @@ class Browser:
             page.goto(path.resolve().as_uri(), wait_until="load")
             page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=15000)
             page.evaluate("() => document.fonts.ready")
+            loaded = page.evaluate("() => [...document.fonts].filter(f => f.status === 'loaded').map(f => f.family)")
+            for family, selector in (("Course Gothic", ".slide-title"), ("Latin Modern Math", "math")):
+                if page.query_selector(selector) and not any(family in name for name in loaded):
+                    report.errors.append(f"the bundled font {family!r} was not used (loaded: {loaded})")
             page.evaluate("() => Reveal.configure({transition: 'none', backgroundTransition: 'none'})")
             report.total = page.evaluate("() => Reveal.getTotalSlides()")
             seen = set()

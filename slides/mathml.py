@@ -7,6 +7,7 @@ kept as TeX in <code class="tex-error"> and reported, so the build and the test 
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 
 from latex2mathml.converter import convert
 
@@ -15,6 +16,55 @@ MATH = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<![\\$])\$([^$]+?)(?<!\\)\$", 
 CODE = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", re.DOTALL)
 OPERATOR_NAMES = re.compile(r"\\(arg)(?![A-Za-z])")  # standard operators latex2mathml does not know
 UNCONVERTED = re.compile(r"<mi>\\[A-Za-z]+</mi>|<mi>&amp;</mi>|<mi>&</mi>")
+MATHML = "http://www.w3.org/1998/Math/MathML"
+PRIMES = set("\u2032\u2033\u2034")
+SCRIPTED = {f"{{{MATHML}}}{tag}" for tag in ("msub", "msup", "msubsup", "munder", "mover", "munderover")}
+ET.register_namespace("", MATHML)
+
+
+def tag(element: ET.Element) -> str:
+    """An element's MathML tag without the namespace."""
+    return element.tag.removeprefix(f"{{{MATHML}}}")
+
+
+def is_prime(element: ET.Element) -> bool:
+    """True for an <mi>/<mo> (or an <mrow> of one) holding only primes."""
+    while tag(element) == "mrow" and len(element) == 1:
+        element = element[0]
+    return tag(element) in ("mi", "mo") and bool(element.text) and set(element.text) <= PRIMES
+
+
+def prime_operator(prime: ET.Element) -> ET.Element:
+    """A prime as the operator that follows its base."""
+    while tag(prime) == "mrow":
+        prime = prime[0]
+    mark = ET.Element(f"{{{MATHML}}}mo", {"lspace": "0", "rspace": "0"})
+    mark.text = prime.text
+    return mark
+
+
+def fix_scripts(tree: ET.Element) -> None:
+    """What browsers draw badly from latex2mathml's output: a prime written as a superscript (h' is drawn as a
+    small mark high above h: the prime glyph is already raised) and operator spacing inside scripts (x_{<t} reads
+    "x < t"). Primes follow their base; operators in scripts get no extra space."""
+    for parent in tree.iter():
+        for index, child in enumerate(list(parent)):
+            if tag(child) == "msup" and len(child) == 2 and is_prime(child[1]):
+                row = ET.Element(f"{{{MATHML}}}mrow")
+                row.extend([child[0], prime_operator(child[1])])
+                parent[index] = row
+            elif tag(child) == "msubsup" and len(child) == 3 and is_prime(child[2]):
+                base = ET.Element(f"{{{MATHML}}}mrow")
+                base.extend([child[0], prime_operator(child[2])])
+                script = ET.Element(f"{{{MATHML}}}msub")
+                script.extend([base, child[1]])
+                parent[index] = script
+    for element in tree.iter():
+        if element.tag in SCRIPTED:
+            for script in list(element)[1:]:
+                for mo in script.iter(f"{{{MATHML}}}mo"):
+                    mo.attrib.setdefault("lspace", "0")
+                    mo.attrib.setdefault("rspace", "0")
 
 
 def tex_to_mathml(tex: str, display: bool) -> str:
@@ -26,6 +76,9 @@ def tex_to_mathml(tex: str, display: bool) -> str:
         raise ValueError(f"cannot convert TeX {tex!r}: {type(err).__name__} {err}") from err
     if UNCONVERTED.search(mathml):
         raise ValueError(f"unsupported TeX command or environment in {tex!r}")
+    tree = ET.fromstring(mathml)
+    fix_scripts(tree)
+    mathml = ET.tostring(tree, encoding="unicode")
     # Markdown must not read * or _ inside the MathML as emphasis.
     return mathml.replace("*", "&#x2A;").replace("_", "&#x5F;").replace("\n", " ")
 

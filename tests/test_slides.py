@@ -168,9 +168,13 @@ def test_tex_becomes_mathml_and_failures_are_reported():
     assert len(errors) == 1 and "nosuchcommand" in errors[0]
 
 
-def test_subscripts_and_primes_become_mathml_scripts():
-    converted = markdown_with_mathml(r"$p(x_t \mid x_{<t})$ and $h'$", [])
-    assert converted.count("<msub>") == 2 and "<msup>" in converted
+def test_subscripts_drop_and_primes_follow_their_base():
+    """h' as a superscript prime is drawn as a tiny mark high above h (the glyph is already raised), and operators
+    inside scripts keep their full spacing (x_{<t} reads "x < t"): both are rewritten."""
+    converted = markdown_with_mathml(r"$p(x_t \mid x_{<t})$, $h'$ and $x'_i$", [])
+    assert converted.count("<msub>") == 3 and "<msup>" not in converted
+    assert '<mrow><mi>h</mi><mo lspace="0" rspace="0">′</mo></mrow>' in converted
+    assert '<mo lspace="0" rspace="0">&lt;</mo><mi>t</mi>' in converted
 
 
 def test_notebook_lookup_names_the_problem(tmp_path):
