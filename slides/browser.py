@@ -152,10 +152,6 @@ class Browser:
             page.goto(path.resolve().as_uri(), wait_until="load")
             page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=15000)
             page.evaluate("() => document.fonts.ready")
-            loaded = page.evaluate("() => [...document.fonts].filter(f => f.status === 'loaded').map(f => f.family)")
-            for family, selector in (("Course Gothic", ".slide-title"), ("Latin Modern Math", "math")):
-                if page.query_selector(selector) and not any(family in name for name in loaded):
-                    report.errors.append(f"the bundled font {family!r} was not used (loaded: {loaded})")
             page.evaluate("() => Reveal.configure({transition: 'none', backgroundTransition: 'none'})")
             report.total = page.evaluate("() => Reveal.getTotalSlides()")
             seen = set()
@@ -173,6 +169,11 @@ class Browser:
                     page.screenshot(path=str(screenshots / name))
                 page.keyboard.press("ArrowRight")
             report.unreached = [n for n in range(report.total) if n not in seen]
+            page.evaluate("() => document.fonts.ready")  # fonts load when a slide first needs them
+            loaded = page.evaluate("() => [...document.fonts].filter(f => f.status === 'loaded').map(f => f.family)")
+            for family, selector in (("Course Gothic", ".slide-title"), ("Latin Modern Math", "math")):
+                if page.query_selector(selector) and not any(family in name for name in loaded):
+                    report.errors.append(f"the bundled font {family!r} was not used (loaded: {loaded})")
         finally:
             context.close()
         return report
