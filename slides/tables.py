@@ -46,13 +46,13 @@ class Table:
 
 
 class _Cells(HTMLParser):
-    """Collects the text of every th/td cell, row by row, noting whether a row is in the table head."""
+    """Collects every th/td cell as (is_th, text, rowspan, colspan), row by row, noting the rows of the table head."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: list[tuple[bool, list[str]]] = []
-        self.in_head = self.in_cell = self.in_style = False
-        self.text = ""
+        self.rows: list[tuple[bool, list[tuple[bool, str, int, int]]]] = []
+        self.in_head = self.in_style = False
+        self.cell: list | None = None
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         if tag == "thead":
@@ -60,41 +60,82 @@ class _Cells(HTMLParser):
         elif tag == "tr":
             self.rows.append((self.in_head, []))
         elif tag in ("th", "td"):
-            self.in_cell, self.text = True, ""
+            spans = dict(attrs)
+            self.cell = [tag == "th", "", int(spans.get("rowspan") or 1), int(spans.get("colspan") or 1)]
         elif tag == "style":
             self.in_style = True
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "thead":
             self.in_head = False
-        elif tag in ("th", "td") and self.rows:
-            self.rows[-1][1].append(" ".join(self.text.split()))
-            self.in_cell = False
+        elif tag in ("th", "td") and self.rows and self.cell is not None:
+            is_th, text, rowspan, colspan = self.cell
+            self.rows[-1][1].append((is_th, " ".join(text.split()), rowspan, colspan))
+            self.cell = None
         elif tag == "style":
             self.in_style = False
 
     def handle_data(self, data: str) -> None:
-        if self.in_cell and not self.in_style:
-            self.text += data
+        if self.cell is not None and not self.in_style:
+            self.cell[1] += data
+
+
+def grid(rows: list[list[tuple[bool, str, int, int]]]) -> list[list[tuple[bool, str]]]:
+    """Rows with every rowspan and colspan expanded, so that column j means the same column in every row."""
+    pending: dict[int, tuple[int, tuple[bool, str]]] = {}  # column -> (rows still to fill, cell)
+    out = []
+    for cells in rows:
+        row: list[tuple[bool, str]] = []
+        queue = list(cells)
+        while queue or any(col >= len(row) for col in pending):
+            col = len(row)
+            if col in pending:
+                left, cell = pending[col]
+                row.append(cell)
+                pending[col] = (left - 1, cell)
+                if left - 1 == 0:
+                    del pending[col]
+                continue
+            if not queue:
+                break
+            is_th, text, rowspan, colspan = queue.pop(0)
+            for offset in range(colspan):
+                row.append((is_th, text))
+                if rowspan > 1:
+                    pending[col + offset] = (rowspan - 1, (is_th, text))
+        out.append(row)
+    return out
 
 
 def from_html(source: str) -> Table:
-    """A pandas DataFrame's HTML as a Table (an index-name header row is folded into the first header row)."""
+    """A pandas DataFrame's HTML as a Table. The row label joins the index levels ("sentiment · pretrained"); the
+    column names join the column levels; an index-names header row names the label column."""
     parser = _Cells()
     parser.feed(source)
-    head = [cells for in_head, cells in parser.rows if in_head]
-    body = [cells for in_head, cells in parser.rows if not in_head and cells]
+    head = grid([cells for in_head, cells in parser.rows if in_head])
+    body = grid([cells for in_head, cells in parser.rows if not in_head and cells])
     if not head and body:
-        head, body = [body[0]], body[1:]
-    if not head:
+        head, body = body[:1], body[1:]
+    if not head or not body:
         raise ValueError("no table in this output")
-    header = head[0]
-    for extra in head[1:]:  # pandas writes the index name on a second header row
-        if extra and extra[0] and not any(extra[1:]):
-            header = [extra[0]] + header[1:]
-        else:
-            header = [f"{a} {b}".strip() for a, b in zip(header, extra)]
-    return Table(header, body)
+    levels = next((n for n, (is_th, _) in enumerate(body[0]) if not is_th), len(body[0]))
+    levels = max(levels, 1)
+    width = max(len(row) for row in head + body)
+    names = ["" for _ in range(levels)]
+    columns = ["" for _ in range(width - levels)]
+    for row in head:
+        row = [text for _, text in row] + [""] * (width - len(row))
+        if not any(row[levels:]) and any(row[:levels]):
+            names = row[:levels]  # pandas writes the index names on a row of their own
+            continue
+        names = [a or b for a, b in zip(names, row[:levels])]
+        columns = [f"{a} {b}".strip() if b and b != a else a for a, b in zip(columns, row[levels:])]
+    header = [" · ".join(n for n in names if n)] + columns
+    rows = [[" · ".join(text for _, text in row[:levels])] + [text for _, text in row[levels:]] for row in body]
+    ragged = [row[0] for row in rows if len(row) != len(header)]
+    if ragged:
+        raise ValueError(f"cannot line this table's rows up with its {len(header)} columns (rows {ragged[:3]})")
+    return Table(header, rows)
 
 
 def from_markdown(source: str) -> Table:

@@ -117,6 +117,18 @@ def test_pandas_table_is_cut_to_rows_and_columns():
         table.select(columns=["loss"])
 
 
+def test_multi_level_index_and_columns_keep_every_value_in_its_column():
+    """pandas writes a two-level row index with rowspan and two-level columns with colspan: a row without its
+    first-level cell must not shift its values one column to the left."""
+    index = pd.MultiIndex.from_product([["sentiment", "topic"], ["random", "pretrained"]], names=["task", "init"])
+    columns = pd.MultiIndex.from_product([["acc"], ["test", "held-out"]])
+    frame = pd.DataFrame([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6], [0.7, 0.8]], index=index, columns=columns)
+    table = tables.from_html(frame.to_html())
+    assert table.header == ["task · init", "acc test", "acc held-out"]
+    assert table.rows[1] == ["sentiment · pretrained", "0.3", "0.4"]
+    assert table.rows[3] == ["topic · pretrained", "0.7", "0.8"]
+
+
 def test_markdown_table_is_read():
     table = tables.from_markdown("Results:\n\n| method | acc |\n| --- | ---: |\n| **LoRA** | 0.8 |\n")
     assert table.header == ["method", "acc"] and table.rows == [["LoRA", "0.8"]]
