@@ -300,10 +300,11 @@ def assets(tmp_path_factory) -> str:
     return (folder / "_assets").as_uri()
 
 
-def bad_deck(tmp_path: Path, assets: str, slides: str, config: str = "navigationMode: 'linear'") -> Path:
+def bad_deck(tmp_path: Path, assets: str, slides: str, config: str = "navigationMode: 'linear'",
+             css: str = "course.css") -> Path:
     page = tmp_path / "bad.html"
     page.write_text(f"""<!DOCTYPE html><html><head><link rel="stylesheet" href="{assets}/reveal/dist/reveal.css">
-<link rel="stylesheet" href="{assets}/course.css"></head>
+<link rel="stylesheet" href="{assets}/{css}"></head>
 <body><div class="reveal"><div class="slides">{slides}</div></div>
 <script src="{assets}/reveal/dist/reveal.js"></script>
 <script>Reveal.initialize({{width: 1280, height: 720, margin: 0, center: false, {config}}});</script></body></html>""",
@@ -357,3 +358,10 @@ def test_figure_text_below_16_pt_is_a_problem(assets, browser, tmp_path):
     small = f'<div class="slide-visual visual-figure" style="flex: 0 0 200px"><img class="slide-figure" src="data:image/png;base64,{png}"></div>'
     report = browser.check_deck(bad_deck(tmp_path, assets, frame("Small figure", small)))
     assert any("figure text at" in line for line in report.problems), report.problems
+
+
+def test_a_deck_without_the_bundled_fonts_is_a_problem(assets, browser, tmp_path):
+    page = bad_deck(tmp_path, assets, frame("제목 without the course style", '<div class="slide-text">x</div>'),
+                    css="reveal/dist/reveal.css")
+    report = browser.check_deck(page)
+    assert any("not the bundled Course Gothic" in line for line in report.problems), report.problems
