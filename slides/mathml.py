@@ -79,8 +79,8 @@ def tex_to_mathml(tex: str, display: bool) -> str:
     tree = ET.fromstring(mathml)
     fix_scripts(tree)
     mathml = ET.tostring(tree, encoding="unicode")
-    # Markdown must not read * or _ inside the MathML as emphasis.
-    return mathml.replace("*", "&#x2A;").replace("_", "&#x5F;").replace("\n", " ")
+    # Markdown must not read * or _ inside the MathML as emphasis, nor | as a table column.
+    return mathml.replace("*", "&#x2A;").replace("_", "&#x5F;").replace("|", "&#x7C;").replace("\n", " ")
 
 
 def markdown_with_mathml(source: str, errors: list[str] | None = None) -> str:

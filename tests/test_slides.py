@@ -180,6 +180,13 @@ def test_tex_becomes_mathml_and_failures_are_reported():
     assert len(errors) == 1 and "nosuchcommand" in errors[0]
 
 
+def test_a_formula_with_bars_stays_inside_its_table_cell():
+    from slides.render import markdown
+
+    rendered = markdown("| method | size |\n| --- | --- |\n| full | $\\lvert\\theta\\rvert$ |", [])
+    assert rendered.count("<td>") == 2 and "<math" in rendered
+
+
 def test_subscripts_drop_and_primes_follow_their_base():
     """h' as a superscript prime is drawn as a tiny mark high above h (the glyph is already raised), and operators
     inside scripts keep their full spacing (x_{<t} reads "x < t"): both are rewritten."""
