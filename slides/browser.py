@@ -26,7 +26,8 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 BLOCKED = ("http://", "https://", "ws://", "wss://")
 
 # Runs in the page on the current slide: what a presenter would see wrong with it.
-SLIDE_CHECK = """([width, height, edge, basePx, minPt]) => {
+SLIDE_CHECK = """async ([width, height, edge, basePx, minPt]) => {
+  await document.fonts.ready;  // measure with the bundled fonts, never a fallback that is still being replaced
   const slide = Reveal.getCurrentSlide();
   const box = slide.getBoundingClientRect();
   const problems = [];
@@ -168,7 +169,9 @@ class Browser:
         try:
             page.goto(path.resolve().as_uri(), wait_until="load")
             page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=15000)
-            page.evaluate("() => document.fonts.ready")
+            # Load every bundled font before measuring: a font that arrives after a slide was measured would
+            # change its text widths (a slide measured with a fallback font can pass or fail by chance).
+            page.evaluate("() => Promise.all([...document.fonts].map((face) => face.load()))")
             page.evaluate("() => Reveal.configure({transition: 'none', backgroundTransition: 'none'})")
             report.total = page.evaluate("() => Reveal.getTotalSlides()")
             seen = set()
