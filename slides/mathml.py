@@ -43,6 +43,33 @@ def prime_operator(prime: ET.Element) -> ET.Element:
     return mark
 
 
+FUNCTIONS = {"log", "exp", "ln", "max", "min", "arg", "sin", "cos", "tanh", "softmax", "sign", "det", "dim", "diag"}
+
+
+def space_functions(tree: ET.Element) -> None:
+    """A thin space around a function name written as one multi-letter identifier (β log π read "βlogπ")."""
+    for parent in tree.iter():
+        children = list(parent)
+        if tag(parent) in ("msub", "msup", "msubsup", "mfrac", "mover", "munder", "munderover", "msqrt", "mroot"):
+            continue  # these take their children by position
+        rebuilt, changed = [], False
+        for index, child in enumerate(children):
+            is_function = tag(child) == "mi" and (child.text or "") in FUNCTIONS or (
+                tag(child) in ("msub", "msup", "msubsup", "munder") and len(child) and tag(child[0]) == "mi"
+                and (child[0].text or "") in FUNCTIONS)
+            if is_function and index > 0 and tag(children[index - 1]) != "mo":
+                rebuilt.append(ET.Element(f"{{{MATHML}}}mspace", {"width": "0.1667em"}))
+                changed = True
+            rebuilt.append(child)
+            if is_function and index + 1 < len(children) and tag(children[index + 1]) != "mo":
+                rebuilt.append(ET.Element(f"{{{MATHML}}}mspace", {"width": "0.1667em"}))
+                changed = True
+        if changed:
+            for child in children:
+                parent.remove(child)
+            parent.extend(rebuilt)
+
+
 def fix_scripts(tree: ET.Element) -> None:
     """What browsers draw badly from latex2mathml's output: a prime written as a superscript (h' is drawn as a
     small mark high above h: the prime glyph is already raised) and operator spacing inside scripts (x_{<t} reads
@@ -78,6 +105,7 @@ def tex_to_mathml(tex: str, display: bool) -> str:
         raise ValueError(f"unsupported TeX command or environment in {tex!r}")
     tree = ET.fromstring(mathml)
     fix_scripts(tree)
+    space_functions(tree)
     mathml = ET.tostring(tree, encoding="unicode")
     # Markdown must not read * or _ inside the MathML as emphasis, nor | as a table column.
     return mathml.replace("*", "&#x2A;").replace("_", "&#x5F;").replace("|", "&#x7C;").replace("\n", " ")

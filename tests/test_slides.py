@@ -180,6 +180,11 @@ def test_tex_becomes_mathml_and_failures_are_reported():
     assert len(errors) == 1 and "nosuchcommand" in errors[0]
 
 
+def test_function_names_get_a_thin_space():
+    converted = markdown_with_mathml(r"$\beta \log \pi$", [])
+    assert '<mi>β</mi><mspace width="0.1667em" /><mi>log</mi><mspace width="0.1667em" /><mi>π</mi>' in converted
+
+
 def test_a_formula_with_bars_stays_inside_its_table_cell():
     from slides.render import markdown
 
