@@ -195,6 +195,25 @@ class Browser:
         return report
 
 
+    def speaker_notes(self, path: Path, slide: int) -> str:
+        """Open a deck at slide `slide` (0-based), press S as a presenter would, and return the notes the speaker
+        view shows (reveal's notes plugin opens it as a second window)."""
+        context = self._browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+        try:
+            page = context.new_page()
+            page.goto(f"{path.resolve().as_uri()}#/{slide}", wait_until="load")
+            page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=15000)
+            with context.expect_page(timeout=15000) as opened:
+                page.keyboard.press("s")
+            view = opened.value
+            view.wait_for_load_state()
+            view.wait_for_function("() => (document.querySelector('.speaker-controls-notes .value') || {}).innerText",
+                                   timeout=15000)
+            return view.evaluate("() => document.querySelector('.speaker-controls-notes .value').innerText")
+        finally:
+            context.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: check every deck of a build folder; exit 1 on any problem."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

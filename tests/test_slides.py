@@ -315,6 +315,14 @@ def assets(tmp_path_factory) -> str:
     return (folder / "_assets").as_uri()
 
 
+def test_s_opens_the_speaker_view_with_the_slides_notes(manifest, browser):
+    """Presenters read the notes in reveal's speaker view (S): it must open offline and show this slide's notes."""
+    deck = outline.load(LECTURES / "05_lora.yaml")
+    expected = deck.slides[2].notes.split()[:6]
+    shown = browser.speaker_notes(OUT / "05_lora.html", 3)
+    assert shown.split()[:6] == expected, shown[:200]
+
+
 def bad_deck(tmp_path: Path, assets: str, slides: str, config: str = "navigationMode: 'linear'",
              css: str = "course.css") -> Path:
     page = tmp_path / "bad.html"
