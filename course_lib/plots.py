@@ -66,8 +66,10 @@ def plot_histories(histories: Mapping[str, "object"], key: str = "val_loss", tit
 
 
 def plot_bars(values: Mapping[str, float], ylabel: str = "", title: str = "", log: bool = False,
-              fmt: str = "{:,.3g}", ax=None, errors: Mapping[str, float] | None = None) -> Figure:
-    """Bar chart of named values with the value printed on each bar (``errors``: ± error bars, e.g. seed std)."""
+              fmt: str = "{:,.3g}", ax=None, errors: Mapping[str, float] | None = None,
+              label_size: float = 8) -> Figure:
+    """Bar chart of named values with the value printed on each bar (``errors``: ± error bars, e.g. seed std;
+    ``label_size``: the printed values' font size in points)."""
     _check_mapping(values, "values")
     fig, ax = _new_axes(ax)
     names, heights = list(values), list(values.values())
@@ -75,7 +77,8 @@ def plot_bars(values: Mapping[str, float], ylabel: str = "", title: str = "", lo
     bars = ax.bar(names, heights, yerr=yerr, capsize=4 if yerr else 0,
                   color=[COLORS[i % len(COLORS)] for i in range(len(names))])
     for bar, h, e in zip(bars, heights, yerr or [0.0] * len(names)):
-        ax.annotate(fmt.format(h), (bar.get_x() + bar.get_width() / 2, h + e), ha="center", va="bottom", fontsize=8)
+        ax.annotate(fmt.format(h), (bar.get_x() + bar.get_width() / 2, h + e), ha="center", va="bottom",
+                    fontsize=label_size)
     if log:
         ax.set_yscale("log")
     ax.set(ylabel=ylabel, title=title)
@@ -132,14 +135,16 @@ def plot_grouped_bars(table: Mapping[str, Mapping[str, float]], ylabel: str = ""
 
 def plot_tradeoff(points: Mapping[str, tuple[float, float]], groups: Mapping[str, str] | None = None,
                   xlabel: str = "trainable parameters (log scale)", ylabel: str = "test accuracy", title: str = "",
-                  errors: Mapping[str, float] | None = None, logx: bool = True, ax=None) -> Figure:
-    """Scatter of named (x, y) points, e.g. quality vs trainable parameters, coloured by group, each one labelled."""
+                  errors: Mapping[str, float] | None = None, logx: bool = True, ax=None,
+                  label_size: float = 8, figsize: tuple[float, float] = (8.0, 4.6)) -> Figure:
+    """Scatter of named (x, y) points, e.g. quality vs trainable parameters, coloured by group, each one labelled
+    (``label_size``: the point labels' and legend's font size in points; ``figsize`` in inches, without ``ax``)."""
     _check_mapping(points, "points")
     groups = groups or {}
     missing = set(groups) - set(points)
     if missing:
         raise ValueError(f"groups names points that do not exist: {sorted(missing)}; points are {list(points)}")
-    fig, ax = _new_axes(ax, figsize=(8.0, 4.6))
+    fig, ax = _new_axes(ax, figsize=figsize)
     palette = {g: COLORS[i % len(COLORS)] for i, g in enumerate(dict.fromkeys(groups.get(n, "") for n in points))}
     seen = set()
     for name, (x, y) in points.items():
@@ -151,14 +156,14 @@ def plot_tradeoff(points: Mapping[str, tuple[float, float]], groups: Mapping[str
     if logx:
         ax.set_xscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    _label_points(ax, points)
+    _label_points(ax, points, fontsize=label_size)
     if any(groups.values()):
-        ax.legend(loc="best", fontsize=8)
+        ax.legend(loc="best", fontsize=label_size)
     fig.tight_layout()
     return fig
 
 
-def _label_points(ax, points: Mapping[str, tuple[float, float]], fontsize: int = 8) -> None:
+def _label_points(ax, points: Mapping[str, tuple[float, float]], fontsize: float = 8) -> None:
     """Label each point, moving a label down a line while it would overlap one placed before (high points first)."""
     ax.figure.canvas.draw()  # fix the limits, so data -> pixel positions are final
     line = fontsize * 1.4 * ax.figure.dpi / 72  # one text line, in pixels

@@ -67,7 +67,7 @@ SLIDE_CHECK = """async ([width, height, edge, basePx, minPt]) => {
   for (const img of frame.querySelectorAll("img.slide-figure")) {
     if (!img.complete || !img.naturalWidth) { problems.push("a figure did not load"); continue; }
     const scale = Math.min(img.clientWidth / img.naturalWidth, img.clientHeight / img.naturalHeight);
-    const pt = basePx * scale * 0.75;
+    const pt = parseFloat(img.dataset.textPx || basePx) * scale * 0.75;
     figures.push(Math.round(pt * 10) / 10);
     if (pt < minPt - 0.05) problems.push(`figure text at ${pt.toFixed(1)} pt (at least ${minPt}); give the figure the slide or cut out one panel`);
   }

@@ -17,10 +17,12 @@ import yaml
 
 MAX_WORDS = 45          # body text on a slide; the guide is about 40
 MAX_TITLE_CHARS = 90    # two lines of a 40px title
-VISUALS = ("figure", "table", "output", "code")
+VISUALS = ("figure", "chart", "table", "output", "code")
+CHART_OPTIONS = ("kind", "x", "y", "err", "group", "log", "xlabel", "ylabel")
 SLIDE_KEYS = {"title", "text", "notes", "layout", *VISUALS}
 VISUAL_KEYS = {
     "figure": {"cell", "index", "panel", "notebook"},
+    "chart": {"cell", "index", "rows", "notebook", *CHART_OPTIONS},
     "table": {"cell", "index", "rows", "columns", "notebook"},
     "output": {"cell", "index", "kind", "lines", "notebook"},
     "code": {"cell", "lines", "notebook"},
@@ -42,6 +44,7 @@ class Visual:
     output_kind: str = "text"
     lines: tuple[int, int] | None = None
     notebook: str | None = None   # another notebook than the deck's (the overview deck shows several)
+    chart: tuple[tuple[str, object], ...] = ()   # a chart's options (slides/charts.py), as (key, value) pairs
 
 
 @dataclass(frozen=True)
@@ -114,15 +117,25 @@ def visual(kind: str, spec: object, where: str) -> Visual:
     columns = spec.get("columns")
     if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
         raise ValueError(f"{where}: columns={columns!r}; a list of column names")
-    output_kind = spec.get("kind", "text")
+    output_kind = spec.get("kind", "text") if kind == "output" else "text"
     if output_kind not in ("text", "markdown"):
         raise ValueError(f"{where}: kind={output_kind!r}; allowed: 'text' (printed) or 'markdown' (generated)")
     lines = line_range(spec["lines"], where) if "lines" in spec else None
     notebook = spec.get("notebook")
     if notebook is not None and (not isinstance(notebook, str) or not notebook.endswith(".ipynb")):
         raise ValueError(f"{where}: notebook={notebook!r}; a notebook path under notebooks/, e.g. '13_capstone.ipynb'")
+    chart = ()
+    if kind == "chart":
+        if spec.get("kind") not in ("bar", "scatter") or not isinstance(spec.get("y"), str):
+            raise ValueError(f"{where}: a chart needs kind (bar or scatter) and y (a column name); got "
+                             f"kind={spec.get('kind')!r}, y={spec.get('y')!r}")
+        if spec["kind"] == "scatter" and not isinstance(spec.get("x"), str):
+            raise ValueError(f"{where}: a scatter chart needs x, the column on the horizontal axis")
+        if not isinstance(spec.get("log", False), bool):
+            raise ValueError(f"{where}: log={spec['log']!r}; true or false")
+        chart = tuple((key, spec[key]) for key in CHART_OPTIONS if key in spec)
     return Visual(kind, spec["cell"], index, panel, rows, tuple(columns) if columns else None, output_kind, lines,
-                  notebook)
+                  notebook, chart)
 
 
 def slide(spec: object, where: str) -> Slide:

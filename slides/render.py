@@ -15,6 +15,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from slides.charts import DPI, SLIDE_PT, chart_png
 from slides.figures import panel, png_size
 from slides.mathml import markdown_with_mathml
 from slides.outline import Outline, Slide, Visual
@@ -22,6 +23,7 @@ from slides.sources import NotebookSource
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FIGURE_MAX_UPSCALE = 2.4   # notebook figures are drawn at 90 dpi with 10 pt text; 1.7x is 16 pt on the slide
+NOTEBOOK_TEXT_PX = 10 * 90 / 72   # course_lib.plots: 10 pt text at 90 dpi
 CODE_STYLE = HtmlFormatter(style="friendly").get_style_defs(".reveal .slide-code")
 _markdown = mistune.create_markdown(escape=False, plugins=["strikethrough", "table"])
 
@@ -48,6 +50,27 @@ def pick_lines(text: str, lines: tuple[int, int] | None, where: str) -> str:
     return "\n".join(all_lines[first - 1:last])
 
 
+def image_html(png: bytes, text_px: float, upscale: float, alt: str) -> str:
+    """An <img> that may grow to `upscale` times its size; `text_px` is its smallest text in pixels at 1x (the
+    browser check turns it into points on the slide)."""
+    width, height = png_size(png)
+    data = base64.b64encode(png).decode("ascii")
+    style = f"max-width:{width * upscale:.0f}px;max-height:{height * upscale:.0f}px"
+    return (f'<img class="slide-figure" alt="{alt}" data-text-px="{text_px:.2f}" style="{style}" '
+            f'src="data:image/png;base64,{data}">')
+
+
+def chart_html(source: NotebookSource, shown: Visual) -> str:
+    """A chart of a notebook table's numbers, drawn at slide size (slides/charts.py)."""
+    full = source.table(shown.cell, shown.index)
+    rows = list(shown.rows) if isinstance(shown.rows, tuple) else shown.rows
+    try:
+        png = chart_png(full.select(rows), **dict(shown.chart))
+    except ValueError as err:
+        raise ValueError(f"{source.path.name}, chart of {shown.cell!r}: {err}") from err
+    return image_html(png, SLIDE_PT * DPI / 72, 1.0, "chart of the notebook's table")
+
+
 def figure_html(source: NotebookSource, shown: Visual) -> str:
     """An <img> of a notebook figure (or one panel of it), allowed to grow to FIGURE_MAX_UPSCALE times its size."""
     png = source.png(shown.cell, shown.index)
@@ -56,11 +79,7 @@ def figure_html(source: NotebookSource, shown: Visual) -> str:
             png = panel(png, *shown.panel)
         except ValueError as err:
             raise ValueError(f"{source.path.name}, figure of {shown.cell!r}: {err}") from err
-    width, height = png_size(png)
-    data = base64.b64encode(png).decode("ascii")
-    style = f"max-width:{width * FIGURE_MAX_UPSCALE:.0f}px;max-height:{height * FIGURE_MAX_UPSCALE:.0f}px"
-    return (f'<img class="slide-figure" alt="figure from the notebook" data-width="{width}" '
-            f'data-height="{height}" style="{style}" src="data:image/png;base64,{data}">')
+    return image_html(png, NOTEBOOK_TEXT_PX, FIGURE_MAX_UPSCALE, "figure from the notebook")
 
 
 def visual_html(source: NotebookSource, shown: Visual, math_errors: list[str]) -> str:
@@ -68,6 +87,8 @@ def visual_html(source: NotebookSource, shown: Visual, math_errors: list[str]) -
     where = f"{source.path.name}, {shown.kind} of {shown.cell!r}"
     if shown.kind == "figure":
         return figure_html(source, shown)
+    if shown.kind == "chart":
+        return chart_html(source, shown)
     if shown.kind == "table":
         full = source.table(shown.cell, shown.index)
         try:
@@ -95,7 +116,7 @@ def slide_html(sources: Sources, notebook: str, slide: Slide, math_errors: list[
         "title": inline(slide.title, math_errors),
         "text": markdown(slide.text, math_errors),
         "visual": visual_html(sources(shown.notebook or notebook), shown, math_errors) if shown else "",
-        "visual_kind": slide.visual.kind if slide.visual else "",
+        "visual_kind": {"chart": "figure"}.get(shown.kind, shown.kind) if shown else "",
         "notes": markdown(slide.notes, math_errors),
         "layout": slide.layout,
     }

@@ -85,6 +85,8 @@ def test_outline_reads_slides_and_visuals(tmp_path):
     ("  - title: T\n    text: x\n    layout: diagonal\n", "layout"),
     ("  - title: T\n    output: {cell: a, lines: 8-3}\n", "lines"),
     ("  - title: T\n    output: {cell: a, kind: html}\n", "kind"),
+    ("  - title: T\n    chart: {cell: a, kind: pie, y: acc}\n", "kind (bar or scatter)"),
+    ("  - title: T\n    chart: {cell: a, kind: scatter, y: acc}\n", "needs x"),
     ("  - title: T\n    text: " + "word " * 60 + "\n", "60 words"),
     ("  - title: " + "x" * 120 + "\n    text: y\n", "120 characters"),
 ])
@@ -127,6 +129,20 @@ def test_multi_level_index_and_columns_keep_every_value_in_its_column():
     assert table.header == ["task · init", "acc test", "acc held-out"]
     assert table.rows[1] == ["sentiment · pretrained", "0.3", "0.4"]
     assert table.rows[3] == ["topic · pretrained", "0.7", "0.8"]
+
+
+def test_charts_draw_a_tables_numbers_at_slide_size():
+    from slides.charts import DPI, SIZE_PX, chart_png
+
+    table = tables.Table(["method", "% of base", "acc", "std", "family"],
+                         [["full", "100.000", "0.8247", "0.0040", "full"], ["LoRA", "0.324", "0.8193", "0.0075", "lora"]])
+    for png in (chart_png(table, "bar", y="acc", err="std"),
+                chart_png(table, "scatter", x="% of base", y="acc", err="std", group="family", log=True)):
+        assert png_size(png) == SIZE_PX and DPI == 100
+    with pytest.raises(ValueError, match="no column 'loss'"):
+        chart_png(table, "bar", y="loss")
+    with pytest.raises(ValueError, match="'full' is not a number|'n/a' is not a number"):
+        chart_png(tables.Table(["m", "acc"], [["a", "n/a"]]), "bar", y="acc")
 
 
 def test_markdown_table_is_read():

@@ -1,0 +1,86 @@
+"""Charts drawn for the slide: a notebook table's own numbers, plotted by course_lib.plots (the course's style) at
+slide size with every text at SLIDE_PT or more, for results whose notebook figure is too small to read on a
+projector."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+from course_lib.plots import plot_bars, plot_tradeoff  # noqa: E402
+from slides.tables import Table  # noqa: E402
+
+SLIDE_PT = 17.0               # every text of a chart; the browser check wants 16 pt on the slide
+DPI = 100
+SIZE_PX = (1100, 520)         # fits under a two-line title without shrinking
+KINDS = ("bar", "scatter")
+
+
+def number(text: str, where: str) -> float:
+    """A table cell as a number ('1,234', '0.32%', '+0.005' are numbers; '·' or 'n/a' are not)."""
+    cleaned = text.replace(",", "").replace("%", "").replace("−", "-").strip()
+    try:
+        return float(cleaned)
+    except ValueError:
+        raise ValueError(f"{where}: {text!r} is not a number") from None
+
+
+def decimals(text: str) -> int:
+    """Digits after the decimal point of a cell as the notebook printed it."""
+    match = re.search(r"\.(\d+)", text)
+    return len(match.group(1)) if match else 0
+
+
+def column(table: Table, name: str) -> int:
+    """The index of a named column, or an error listing the columns."""
+    if name not in table.header[1:]:
+        raise ValueError(f"no column {name!r} in this table; its columns are {table.header[1:]}")
+    return table.header.index(name, 1)
+
+
+def enlarge_text(fig: plt.Figure) -> None:
+    """Every text of the figure at SLIDE_PT or larger (titles keep their relative size)."""
+    for ax in fig.axes:
+        ax.tick_params(labelsize=SLIDE_PT)
+    for text in fig.findobj(Text):
+        if text.get_text() and text.get_fontsize() < SLIDE_PT:
+            text.set_fontsize(SLIDE_PT)
+
+
+def chart_png(table: Table, kind: str, y: str, x: str | None = None, err: str | None = None,
+              group: str | None = None, log: bool = False, xlabel: str = "", ylabel: str = "") -> bytes:
+    """Draw a bar chart (rows on the x axis, column `y`) or a scatter (columns `x`, `y`, each row labelled) of a
+    table, at slide size; `err` is a column of ± errors, `group` a column that colours the points."""
+    if kind not in KINDS:
+        raise ValueError(f"chart kind={kind!r}; allowed: {', '.join(KINDS)}")
+    labels = [row[0] for row in table.rows]
+    ys = [number(row[column(table, y)], f"row {row[0]!r}, column {y!r}") for row in table.rows]
+    errors = ({row[0]: number(row[column(table, err)], f"row {row[0]!r}, column {err!r}") for row in table.rows}
+              if err else None)
+    with plt.rc_context({"font.size": SLIDE_PT}):
+        if kind == "bar":
+            places = max(decimals(row[column(table, y)]) for row in table.rows)
+            fig = plot_bars(dict(zip(labels, ys)), ylabel=ylabel or y, log=log, fmt=f"{{:.{places}f}}",
+                            errors=errors, label_size=SLIDE_PT)
+        else:
+            if not x:
+                raise ValueError("a scatter chart needs `x`, the column on the horizontal axis")
+            xs = [number(row[column(table, x)], f"row {row[0]!r}, column {x!r}") for row in table.rows]
+            groups = {row[0]: row[column(table, group)] for row in table.rows} if group else None
+            fig = plot_tradeoff(dict(zip(labels, zip(xs, ys))), groups=groups, xlabel=xlabel or x,
+                                ylabel=ylabel or y, errors=errors, logx=log, label_size=SLIDE_PT,
+                                figsize=(SIZE_PX[0] / DPI, SIZE_PX[1] / DPI))
+        fig.set_size_inches(SIZE_PX[0] / DPI, SIZE_PX[1] / DPI)
+        fig.set_dpi(DPI)
+        enlarge_text(fig)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+        plt.close(fig)
+    return buffer.getvalue()
