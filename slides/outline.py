@@ -10,7 +10,7 @@ shown in the speaker view). See slides/README.md for every key.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -67,7 +67,6 @@ class Outline:
     slides: tuple[Slide, ...]
     subtitle: str = ""
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def words(markdown: str) -> int:
