@@ -13,13 +13,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from course_lib.plots import plot_bars, plot_tradeoff  # noqa: E402
+from course_lib.plots import COLORS, plot_bars, plot_tradeoff, use_course_style  # noqa: E402
 from slides.tables import Table  # noqa: E402
 
 SLIDE_PT = 17.0               # every text of a chart; the browser check wants 16 pt on the slide
 DPI = 100
 SIZE_PX = (1100, 520)         # fits under a two-line title without shrinking
-KINDS = ("bar", "scatter")
+KINDS = ("bar", "line", "scatter")
 
 
 def number(text: str, where: str) -> float:
@@ -47,18 +47,52 @@ def column(table: Table, name: str) -> int:
 def enlarge_text(fig: plt.Figure) -> None:
     """Every text of the figure at SLIDE_PT or larger (titles keep their relative size)."""
     for ax in fig.axes:
-        ax.tick_params(labelsize=SLIDE_PT)
+        ax.tick_params(which="both", labelsize=SLIDE_PT)
     for text in fig.findobj(Text):
         if text.get_text() and text.get_fontsize() < SLIDE_PT:
             text.set_fontsize(SLIDE_PT)
 
 
-def chart_png(table: Table, kind: str, y: str, x: str | None = None, err: str | None = None,
+def values(table: Table, name: str) -> list[float]:
+    """A column's cells as numbers."""
+    index = column(table, name)
+    return [number(row[index], f"row {row[0]!r}, column {name!r}") for row in table.rows]
+
+
+def line_chart(table: Table, ys: list[str], errs: list[str], log: bool, xlabel: str, ylabel: str) -> plt.Figure:
+    """One line per column in `ys` against the row labels read as numbers (ranks, sizes, steps), ± `errs`."""
+    use_course_style()
+    xs = [number(row[0], f"row label {row[0]!r}") for row in table.rows]
+    fig, ax = plt.subplots(figsize=(SIZE_PX[0] / DPI, SIZE_PX[1] / DPI))
+    for n, name in enumerate(ys):
+        err = values(table, errs[n]) if n < len(errs) else None
+        ax.errorbar(xs, values(table, name), yerr=err, marker="o", ms=6, capsize=4 if err else 0,
+                    color=COLORS[n % len(COLORS)], label=name)
+    if log:
+        ax.set_xscale("log")
+        ax.minorticks_off()
+    ax.set_xticks(xs, [row[0] for row in table.rows])  # a tick at each measured size, labelled as the table does
+    ax.set(xlabel=xlabel or table.header[0], ylabel=ylabel)
+    if len(ys) > 1:
+        ax.legend(fontsize=SLIDE_PT)
+    return fig
+
+
+def chart_png(table: Table, kind: str, y: str | list[str], x: str | None = None, err: str | list[str] | None = None,
               group: str | None = None, log: bool = False, xlabel: str = "", ylabel: str = "") -> bytes:
-    """Draw a bar chart (rows on the x axis, column `y`) or a scatter (columns `x`, `y`, each row labelled) of a
-    table, at slide size; `err` is a column of ± errors, `group` a column that colours the points."""
+    """Draw a table at slide size: `bar` (rows on the x axis, column `y`), `line` (one line per column in `y`
+    against the row labels read as numbers) or `scatter` (columns `x` and `y`, each row labelled). `err` holds
+    ± errors (one column, or one per `y` for lines), `group` a column that colours scatter points, `log` a log
+    axis for the sizes (y for bars, x otherwise)."""
     if kind not in KINDS:
         raise ValueError(f"chart kind={kind!r}; allowed: {', '.join(KINDS)}")
+    ys = [y] if isinstance(y, str) else list(y)
+    errs = [] if err is None else ([err] if isinstance(err, str) else list(err))
+    if kind == "line":
+        with plt.rc_context({"font.size": SLIDE_PT}):
+            return finish(line_chart(table, ys, errs, log, xlabel, ylabel))
+    y = ys[0]
+    err = errs[0] if errs else None
     labels = [row[0] for row in table.rows]
     ys = [number(row[column(table, y)], f"row {row[0]!r}, column {y!r}") for row in table.rows]
     errors = ({row[0]: number(row[column(table, err)], f"row {row[0]!r}, column {err!r}") for row in table.rows}
@@ -76,11 +110,16 @@ def chart_png(table: Table, kind: str, y: str, x: str | None = None, err: str | 
             fig = plot_tradeoff(dict(zip(labels, zip(xs, ys))), groups=groups, xlabel=xlabel or x,
                                 ylabel=ylabel or y, errors=errors, logx=log, label_size=SLIDE_PT,
                                 figsize=(SIZE_PX[0] / DPI, SIZE_PX[1] / DPI))
-        fig.set_size_inches(SIZE_PX[0] / DPI, SIZE_PX[1] / DPI)
-        fig.set_dpi(DPI)
-        enlarge_text(fig)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
-        plt.close(fig)
+        return finish(fig)
+
+
+def finish(fig: plt.Figure) -> bytes:
+    """The figure at slide size with every text at SLIDE_PT or more, as PNG bytes."""
+    fig.set_size_inches(SIZE_PX[0] / DPI, SIZE_PX[1] / DPI)
+    fig.set_dpi(DPI)
+    enlarge_text(fig)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    plt.close(fig)
     return buffer.getvalue()

@@ -125,9 +125,16 @@ def visual(kind: str, spec: object, where: str) -> Visual:
         raise ValueError(f"{where}: notebook={notebook!r}; a notebook path under notebooks/, e.g. '13_capstone.ipynb'")
     chart = ()
     if kind == "chart":
-        if spec.get("kind") not in ("bar", "scatter") or not isinstance(spec.get("y"), str):
-            raise ValueError(f"{where}: a chart needs kind (bar or scatter) and y (a column name); got "
-                             f"kind={spec.get('kind')!r}, y={spec.get('y')!r}")
+        y = spec.get("y")
+        names = [y] if isinstance(y, str) else y
+        if spec.get("kind") not in ("bar", "line", "scatter") or not (
+                isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+            raise ValueError(f"{where}: a chart needs kind (bar, line or scatter) and y (a column name, or a list of "
+                             f"them for a line chart); got kind={spec.get('kind')!r}, y={y!r}")
+        if isinstance(y, list):
+            spec = {**spec, "y": tuple(y)}
+        if isinstance(spec.get("err"), list):
+            spec = {**spec, "err": tuple(spec["err"])}
         if spec["kind"] == "scatter" and not isinstance(spec.get("x"), str):
             raise ValueError(f"{where}: a scatter chart needs x, the column on the horizontal axis")
         if not isinstance(spec.get("log", False), bool):

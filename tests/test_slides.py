@@ -85,7 +85,7 @@ def test_outline_reads_slides_and_visuals(tmp_path):
     ("  - title: T\n    text: x\n    layout: diagonal\n", "layout"),
     ("  - title: T\n    output: {cell: a, lines: 8-3}\n", "lines"),
     ("  - title: T\n    output: {cell: a, kind: html}\n", "kind"),
-    ("  - title: T\n    chart: {cell: a, kind: pie, y: acc}\n", "kind (bar or scatter)"),
+    ("  - title: T\n    chart: {cell: a, kind: pie, y: acc}\n", "kind (bar, line or scatter)"),
     ("  - title: T\n    chart: {cell: a, kind: scatter, y: acc}\n", "needs x"),
     ("  - title: T\n    text: " + "word " * 60 + "\n", "60 words"),
     ("  - title: " + "x" * 120 + "\n    text: y\n", "120 characters"),
@@ -136,8 +136,10 @@ def test_charts_draw_a_tables_numbers_at_slide_size():
 
     table = tables.Table(["method", "% of base", "acc", "std", "family"],
                          [["full", "100.000", "0.8247", "0.0040", "full"], ["LoRA", "0.324", "0.8193", "0.0075", "lora"]])
+    ranks = tables.Table(["r", "acc", "std", "acc (rsLoRA)"], [["1", "0.80", "0.01", "0.79"], ["8", "0.82", "0.01", "0.81"]])
     for png in (chart_png(table, "bar", y="acc", err="std"),
-                chart_png(table, "scatter", x="% of base", y="acc", err="std", group="family", log=True)):
+                chart_png(table, "scatter", x="% of base", y="acc", err="std", group="family", log=True),
+                chart_png(ranks, "line", y=["acc", "acc (rsLoRA)"], err=["std"], log=True)):
         assert png_size(png) == SIZE_PX and DPI == 100
     with pytest.raises(ValueError, match="no column 'loss'"):
         chart_png(table, "bar", y="loss")
