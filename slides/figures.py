@@ -21,6 +21,11 @@ def top_rows_to_drop(ink: np.ndarray, gaps: list[tuple[int, int]]) -> int:
     """Rows at the top holding figure-level text (a suptitle, a shared legend): text that crosses a gap between
     panels, or that not every panel has at that height. They are cut off rather than split between panels."""
     band = int(ink.shape[0] * TOP_BAND)
+    crossing = np.zeros(band, dtype=bool)
+    for start, end in gaps:
+        crossing |= ink[:band, start:end].any(axis=1)
+    if crossing.any():  # a title wider than its panel, or a suptitle: everything down to its last row goes
+        return int(np.flatnonzero(crossing).max()) + 1
     edges = [0, *[(start + end) // 2 for start, end in gaps], ink.shape[1]]
     drop = 0
     while True:
@@ -73,6 +78,21 @@ def split_points(ink: np.ndarray, panels: int) -> tuple[list[int], int]:
     return [int((s + e) / 2) for s, e in cuts], drop
 
 
+def erase_title_rest(piece: Image.Image, ink: np.ndarray, drop: int, band: int) -> Image.Image:
+    """White out what is left below `drop` of the text cut off above it, in the columns that text used, down to
+    the first row without it or a row that is a line across the panel (an axis spine or grid line)."""
+    columns = np.flatnonzero(ink[:drop].any(axis=0))
+    row = drop
+    while (row < band and len(columns) and ink[row, columns].any()
+           and ink[row].sum() < 0.5 * ink.shape[1]):
+        row += 1
+    if row == drop:
+        return piece
+    pixels = np.asarray(piece.convert("RGB")).copy()
+    pixels[: row - drop, columns] = 255
+    return Image.fromarray(pixels)
+
+
 def trim(image: Image.Image, pad: int = 6) -> Image.Image:
     """The image without its blank margins (keeping `pad` pixels)."""
     ink = ink_mask(image)
@@ -92,7 +112,11 @@ def panel(png: bytes, index: int, panels: int) -> bytes:
     ink = ink_mask(image)
     cuts, drop = split_points(ink, panels)
     edges = [0, *cuts, image.width]
-    piece = trim(image.crop((edges[index - 1], drop, edges[index], image.height)))
+    left, right = edges[index - 1], edges[index]
+    piece = image.crop((left, drop, right, image.height))
+    if drop:  # this panel's own title may reach a few rows lower (descenders): paint those rows white
+        piece = erase_title_rest(piece, ink[:, left:right], drop, int(image.height * TOP_BAND))
+    piece = trim(piece)
     out = io.BytesIO()
     piece.save(out, format="PNG", optimize=True)
     return out.getvalue()

@@ -179,6 +179,25 @@ def test_panel_is_cut_along_the_white_gap(suptitle):
         panel(png, 4, 3)
 
 
+def test_a_title_wider_than_its_panel_is_cut_off_not_split():
+    """A panel title that runs into the gap would be cut mid-word at the panel's edge: it goes, with the other
+    panel's title on the same line, and nothing of either is left at the top of a panel."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3), dpi=90)
+    axes[0].set_title("a very long title that runs past the edge of its own panel")
+    axes[1].set_title("a short one (with descenders: gy)")
+    for ax in axes:
+        ax.plot([0, 1], [0, 1])
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", facecolor="white")
+    plt.close(fig)
+    png = buffer.getvalue()
+    _, height = png_size(png)
+    for index in (1, 2):
+        piece = panel(png, index, 2)
+        assert png_size(piece)[1] < height - 15, "the title line is gone"
+
+
 def test_a_figure_without_gaps_cannot_be_cut():
     fig, ax = plt.subplots(figsize=(6, 3), dpi=90)
     ax.imshow([[0, 1] * 20] * 10, aspect="auto", cmap="gray")
