@@ -15,10 +15,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slides.figures import NOTEBOOK_TEXT_PX
+
 WIDTH, HEIGHT = 1280, 720
 EDGE_PX = 16             # content must stay this far inside the slide's edges
-FIGURE_BASE_PT = 10.0    # course_lib.plots draws text at 10 pt and 90 dpi: 12.5 px at 1x
-FIGURE_DPI = 90
 FIGURE_MIN_PT = 16.0     # figure text on the 1280x720 slide, readable from the back of a room
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -176,8 +176,7 @@ class Browser:
             report.total = page.evaluate("() => Reveal.getTotalSlides()")
             seen = set()
             for step in range(report.total):
-                info = page.evaluate(SLIDE_CHECK, [WIDTH, HEIGHT, EDGE_PX, FIGURE_BASE_PT * FIGURE_DPI / 72,
-                                                   FIGURE_MIN_PT])
+                info = page.evaluate(SLIDE_CHECK, [WIDTH, HEIGHT, EDGE_PX, NOTEBOOK_TEXT_PX, FIGURE_MIN_PT])
                 index = info["indices"]["h"]
                 if index in seen:
                     break

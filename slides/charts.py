@@ -37,13 +37,6 @@ def decimals(text: str) -> int:
     return len(match.group(1)) if match else 0
 
 
-def column(table: Table, name: str) -> int:
-    """The index of a named column, or an error listing the columns."""
-    if name not in table.header[1:]:
-        raise ValueError(f"no column {name!r} in this table; its columns are {table.header[1:]}")
-    return table.header.index(name, 1)
-
-
 def enlarge_text(fig: plt.Figure) -> None:
     """Every text of the figure at SLIDE_PT or larger (titles keep their relative size)."""
     for ax in fig.axes:
@@ -55,7 +48,7 @@ def enlarge_text(fig: plt.Figure) -> None:
 
 def values(table: Table, name: str) -> list[float]:
     """A column's cells as numbers."""
-    index = column(table, name)
+    index = table.index(name)
     return [number(row[index], f"row {row[0]!r}, column {name!r}") for row in table.rows]
 
 
@@ -91,25 +84,22 @@ def chart_png(table: Table, kind: str, y: str | list[str], x: str | None = None,
     if kind == "line":
         with plt.rc_context({"font.size": SLIDE_PT}):
             return finish(line_chart(table, ys, errs, log, xlabel, ylabel))
-    y = ys[0]
-    err = errs[0] if errs else None
+    y, err = ys[0], (errs[0] if errs else None)
     labels = [row[0] for row in table.rows]
-    ys = [number(row[column(table, y)], f"row {row[0]!r}, column {y!r}") for row in table.rows]
-    errors = ({row[0]: number(row[column(table, err)], f"row {row[0]!r}, column {err!r}") for row in table.rows}
-              if err else None)
+    heights = values(table, y)
+    errors = dict(zip(labels, values(table, err))) if err else None
     with plt.rc_context({"font.size": SLIDE_PT}):
         if kind == "bar":
-            places = max(decimals(row[column(table, y)]) for row in table.rows)
-            fig = plot_bars(dict(zip(labels, ys)), ylabel=ylabel or y, log=log, fmt=f"{{:.{places}f}}",
+            places = max(decimals(row[table.index(y)]) for row in table.rows)
+            fig = plot_bars(dict(zip(labels, heights)), ylabel=ylabel or y, log=log, fmt=f"{{:.{places}f}}",
                             errors=errors, label_size=SLIDE_PT)
         else:
             if not x:
                 raise ValueError("a scatter chart needs `x`, the column on the horizontal axis")
-            xs = [number(row[column(table, x)], f"row {row[0]!r}, column {x!r}") for row in table.rows]
-            groups = {row[0]: row[column(table, group)] for row in table.rows} if group else None
-            fig = plot_tradeoff(dict(zip(labels, zip(xs, ys))), groups=groups, xlabel=xlabel or x,
-                                ylabel=ylabel or y, errors=errors, logx=log, label_size=SLIDE_PT,
-                                figsize=(SIZE_PX[0] / DPI, SIZE_PX[1] / DPI))
+            groups = {row[0]: row[table.index(group)] for row in table.rows} if group else None
+            fig = plot_tradeoff(dict(zip(labels, zip(values(table, x), heights))), groups=groups,
+                                xlabel=xlabel or x, ylabel=ylabel or y, errors=errors, logx=log,
+                                label_size=SLIDE_PT, figsize=(SIZE_PX[0] / DPI, SIZE_PX[1] / DPI))
         return finish(fig)
 
 

@@ -7,6 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
+NOTEBOOK_TEXT_PX = 10 * 90 / 72   # course_lib.plots draws text at 10 pt and 90 dpi: 12.5 px at 1x
 INK = 245          # a pixel darker than this (any channel) is ink; the course figures have a white background
 TOP_BAND = 0.18    # a suptitle or a figure legend lives in the top 18% of the figure
 

@@ -16,14 +16,13 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from slides.charts import DPI, SLIDE_PT, chart_png
-from slides.figures import panel, png_size
+from slides.figures import NOTEBOOK_TEXT_PX, panel, png_size
 from slides.mathml import markdown_with_mathml
 from slides.outline import Outline, Slide, Visual
 from slides.sources import NotebookSource
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FIGURE_MAX_UPSCALE = 2.4   # notebook figures are drawn at 90 dpi with 10 pt text; 1.7x is 16 pt on the slide
-NOTEBOOK_TEXT_PX = 10 * 90 / 72   # course_lib.plots: 10 pt text at 90 dpi
 CODE_STYLE = HtmlFormatter(style="friendly").get_style_defs(".reveal .slide-code")
 _markdown = mistune.create_markdown(escape=False, plugins=["strikethrough", "table"])
 
@@ -62,10 +61,8 @@ def image_html(png: bytes, text_px: float, upscale: float, alt: str) -> str:
 
 def chart_html(source: NotebookSource, shown: Visual) -> str:
     """A chart of a notebook table's numbers, drawn at slide size (slides/charts.py)."""
-    full = source.table(shown.cell, shown.index)
-    rows = list(shown.rows) if isinstance(shown.rows, tuple) else shown.rows
     try:
-        png = chart_png(full.select(rows), **dict(shown.chart))
+        png = chart_png(source.table(shown.cell, shown.index).select(shown.rows), **dict(shown.chart))
     except ValueError as err:
         raise ValueError(f"{source.path.name}, chart of {shown.cell!r}: {err}") from err
     return image_html(png, SLIDE_PT * DPI / 72, 1.0, "chart of the notebook's table")
@@ -92,8 +89,7 @@ def visual_html(source: NotebookSource, shown: Visual, math_errors: list[str]) -
     if shown.kind == "table":
         full = source.table(shown.cell, shown.index)
         try:
-            rows = list(shown.rows) if isinstance(shown.rows, tuple) else shown.rows
-            table = full.select(rows, list(shown.columns) if shown.columns else None)
+            table = full.select(shown.rows, shown.columns)
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from err
         return table.to_html(more=len(full.rows) - len(table.rows))

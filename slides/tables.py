@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
@@ -14,25 +15,26 @@ class Table:
     header: list[str]
     rows: list[list[str]]
 
-    def select(self, rows: int | list[str] | None = None, columns: list[str] | None = None) -> "Table":
+    def index(self, name: str) -> int:
+        """The position of a named column (not the label column), or an error listing the columns."""
+        if name not in self.header[1:]:
+            raise ValueError(f"no column {[name]} in this table; its columns are {self.header[1:]}")
+        return self.header.index(name, 1)
+
+    def select(self, rows: int | Sequence[str] | None = None, columns: Sequence[str] | None = None) -> "Table":
         """The first `rows` rows (or the rows with these labels, in this order) and the label column plus the named
         columns, in the order given."""
         if isinstance(rows, int) and rows < 1:
             raise ValueError(f"rows={rows}: a slide table needs at least one row")
-        keep = list(range(len(self.header)))
-        if columns:
-            unknown = [name for name in columns if name not in self.header[1:]]
-            if unknown:
-                raise ValueError(f"no column {unknown} in this table; its columns are {self.header[1:]}")
-            keep = [0] + [self.header.index(name, 1) for name in columns]
-        if isinstance(rows, list):
+        keep = [0] + [self.index(name) for name in columns] if columns else list(range(len(self.header)))
+        if rows is None or isinstance(rows, int):
+            body = self.rows[:rows]
+        else:
             labels = [row[0] for row in self.rows]
             unknown = [label for label in rows if label not in labels]
             if unknown:
                 raise ValueError(f"no row {unknown} in this table; its rows are {labels}")
             body = [self.rows[labels.index(label)] for label in rows]
-        else:
-            body = self.rows if rows is None else self.rows[:rows]
         return Table([self.header[i] for i in keep], [[row[i] if i < len(row) else "" for i in keep] for row in body])
 
     def to_html(self, more: int = 0) -> str:

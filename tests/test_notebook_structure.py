@@ -10,6 +10,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from clean_notebooks import is_progress_bar  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from slides.sources import NotebookSource  # noqa: E402  (the slides check their numbers by the same rule)
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 LESSONS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 ALL = LESSONS + sorted((NOTEBOOKS / "solutions").glob("*.ipynb"))
@@ -62,25 +65,10 @@ def test_first_code_cell_finds_course_lib_from_a_checkout():
         assert "import course_lib" in "".join(first_code["source"]), path.name
 
 
-MEASURED = re.compile(r"(?<![\w.$^{])\d+\.\d{2,}(?!\d)")  # 0.825, 86.07, 4.127: numbers that look measured
-
-
-def stored_text(nb: dict) -> str:
-    """Every text output of a notebook (streams, text/plain, generated Markdown, HTML tables)."""
-    parts = []
-    for cell in nb["cells"]:
-        for output in cell.get("outputs", []):
-            parts.append("".join(output.get("text", "")))
-            parts += ["".join(v) for k, v in output.get("data", {}).items() if k.startswith("text/")]
-    return "\n".join(parts)
-
-
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_numbers_in_the_prose_are_numbers_the_outputs_show(path):
     """A measured-looking number written into Markdown must appear in the notebook's own outputs: numbers that
     depend on a run are generated from the results (IPython Markdown), and paper numbers are printed with their
     table, so that the prose cannot drift from what the cells show."""
-    nb = load(path)
-    shown = stored_text(nb)
-    loose = [m.group() for m in MEASURED.finditer(markdown(nb)) if m.group() not in shown]
+    loose = NotebookSource(path).unshown_numbers(markdown(load(path)))
     assert not loose, f"{path.name}: numbers in Markdown that no output shows: {loose}"
